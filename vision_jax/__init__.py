@@ -1,0 +1,1 @@
+"""vision_jax: computer vision model families in JAX/Flax."""
