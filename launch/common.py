@@ -1,0 +1,61 @@
+"""What every launcher shares: config flags with overrides, and readable errors."""
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from vision_jax.train import config as config_lib
+
+flags.DEFINE_string('config', None, 'Experiment file, optionally with a variant: '
+                    'experiments/centernet_shapes.py[:tiny]. Override any value with '
+                    '--config.<key>=<value>, e.g. --config.train.steps=200.')
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and results.')
+flags.DEFINE_bool('multihost', False, 'Call jax.distributed.initialize() first (multi-host).')
+FLAGS = flags.FLAGS
+
+_overrides: list[str] = []
+
+
+def _parse_flags(argv):
+  rest, overrides = config_lib.split_config_overrides(argv)
+  _overrides[:] = overrides
+  return app.parse_flags_with_usage(rest)
+
+
+def load_config():
+  """The experiment config named by --config with the --config.* overrides applied."""
+  if not FLAGS.config:
+    raise config_lib.ConfigError('--config is required, e.g. --config=experiments/centernet_shapes.py')
+  return config_lib.load_config(FLAGS.config, _overrides)
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+  """Errors caused by input that the user can fix: printed as one message, no traceback."""
+  from vision_jax.data import single_image
+  from vision_jax.train import checkpoint, loop
+  errors = [config_lib.ConfigError, checkpoint.CheckpointError, loop.TrainingDivergedError,
+            single_image.ImageReadError]
+  try:
+    from vision_jax.data import datasets
+    errors.append(datasets.DatasetNotFoundError)
+  except (ImportError, AttributeError):
+    pass
+  return tuple(errors)
+
+
+def run(main):
+  """app.run with config overrides and user errors reported as `error: ...` (exit 2)."""
+
+  def wrapped(argv):
+    logging.set_verbosity(logging.INFO)
+    if FLAGS.multihost:
+      import jax
+      jax.distributed.initialize()
+    try:
+      return main(argv)
+    except user_errors() as e:
+      print(f'error: {e}', file=sys.stderr)
+      sys.exit(2)
+
+  app.run(wrapped, flags_parser=_parse_flags)
