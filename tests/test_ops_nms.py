@@ -1,0 +1,156 @@
+"""NMS: parity with torchvision's nms / batched_nms, static outputs, vmap; YOLACT Fast NMS."""
+import functools
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+
+from vision_jax import ops
+
+FIXTURES = pathlib.Path(__file__).parent / 'fixtures' / 'torchvision_ops.npz'
+CASES = [f'{i:02d}' for i in range(6)]
+
+
+@functools.lru_cache(maxsize=None)
+def _fixtures():
+  with np.load(FIXTURES) as data:
+    return {k: data[k] for k in data.files}
+
+
+def _kept(result):
+  return np.asarray(result.indices)[np.asarray(result.valid)]
+
+
+def _random_problem(rng, num, extent=100.0, classes=None):
+  xy = rng.uniform(0.0, extent, (num, 2))
+  wh = rng.uniform(5.0, 40.0, (num, 2))
+  boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
+  scores = rng.permutation(num).astype(np.float32) / num  # distinct scores
+  class_ids = None if classes is None else rng.integers(0, classes, num)
+  return boxes, scores, class_ids
+
+
+def _reference_nms(boxes, scores, threshold, class_ids=None):
+  """Greedy NMS, one box at a time."""
+  order = np.argsort(-scores, kind='stable')
+  iou = np.asarray(ops.box_iou(boxes, boxes))
+  keep, suppressed = [], np.zeros(len(boxes), bool)
+  for i in order:
+    if suppressed[i]:
+      continue
+    keep.append(i)
+    same = np.ones(len(boxes), bool) if class_ids is None else class_ids == class_ids[i]
+    suppressed |= (iou[i] > threshold) & same
+  return np.array(keep, np.int64)
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_nms_matches_torchvision_fixture(case):
+  data = _fixtures()
+  p = f'nms/{case}/'
+  boxes = data[p + 'boxes']
+  result = jax.jit(ops.nms, static_argnums=(3,))(boxes, data[p + 'scores'],
+                                                  float(data[p + 'iou_threshold']), len(boxes))
+  np.testing.assert_array_equal(_kept(result), data[p + 'keep'])
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_batched_nms_matches_torchvision_fixture(case):
+  data = _fixtures()
+  p = f'batched_nms/{case}/'
+  boxes = data[p + 'boxes']
+  result = jax.jit(ops.batched_nms, static_argnums=(4,))(
+      boxes, data[p + 'scores'], data[p + 'idxs'], float(data[p + 'iou_threshold']), len(boxes))
+  np.testing.assert_array_equal(_kept(result), data[p + 'keep'])
+
+
+def test_static_output_size_truncates_in_score_order_and_pads():
+  rng = np.random.default_rng(0)
+  boxes, scores, _ = _random_problem(rng, 60)
+  want = _reference_nms(boxes, scores, 0.5)
+  assert len(want) > 10
+  short = ops.nms(boxes, scores, 0.5, 10)
+  np.testing.assert_array_equal(short.indices, want[:10])
+  assert np.all(short.valid)
+  long = ops.nms(boxes, scores, 0.5, len(want) + 7)
+  np.testing.assert_array_equal(_kept(long), want)
+  np.testing.assert_array_equal(long.valid, np.arange(len(want) + 7) < len(want))
+  np.testing.assert_array_equal(np.asarray(long.indices)[len(want):], 0)
+  assert np.all(np.diff(scores[_kept(long)]) < 0)
+
+
+def test_invalid_boxes_neither_kept_nor_suppress():
+  rng = np.random.default_rng(1)
+  boxes, scores, _ = _random_problem(rng, 40)
+  valid = rng.uniform(size=40) > 0.3
+  got = _kept(ops.nms(boxes, scores, 0.4, 40, valid=valid))
+  want = np.flatnonzero(valid)[_reference_nms(boxes[valid], scores[valid], 0.4)]
+  np.testing.assert_array_equal(got, want)
+
+
+def test_batched_nms_is_per_class_nms_and_vmaps():
+  rng = np.random.default_rng(2)
+  problems = [_random_problem(rng, 50, classes=3) for _ in range(3)]
+  boxes, scores, classes = (np.stack(x) for x in zip(*problems))
+  run = jax.jit(jax.vmap(lambda b, s, c: ops.batched_nms(b, s, c, 0.3, 50)))
+  result = run(boxes, scores, classes)
+  plain = jax.jit(jax.vmap(lambda b, s: ops.nms(b, s, 0.3, 50)))(boxes, scores)
+  for i in range(3):
+    kept = np.asarray(result.indices[i])[np.asarray(result.valid[i])]
+    np.testing.assert_array_equal(kept, _reference_nms(boxes[i], scores[i], 0.3, classes[i]))
+    np.testing.assert_array_equal(_kept(jax.tree.map(lambda a: a[i], plain)),
+                                  _reference_nms(boxes[i], scores[i], 0.3))
+
+
+def test_empty_input():
+  result = ops.nms(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), 0.5, 4)
+  assert result.indices.shape == (4,) and not np.any(result.valid)
+
+
+@pytest.mark.parametrize('threshold', [0.3, 0.7])
+def test_random_parity_with_live_torchvision(threshold):
+  torch = pytest.importorskip('torch')
+  torchvision = pytest.importorskip('torchvision')
+  rng = np.random.default_rng(int(threshold * 10))
+  boxes, scores, classes = _random_problem(rng, 300, extent=200.0, classes=5)
+  want = torchvision.ops.nms(torch.tensor(boxes), torch.tensor(scores), threshold).numpy()
+  np.testing.assert_array_equal(_kept(ops.nms(boxes, scores, threshold, 300)), want)
+  want = torchvision.ops.batched_nms(torch.tensor(boxes), torch.tensor(scores),
+                                     torch.tensor(classes), threshold).numpy()
+  np.testing.assert_array_equal(_kept(ops.batched_nms(boxes, scores, classes, threshold, 300)),
+                                want)
+
+
+def _reference_fast_nms(boxes, scores, threshold, top_k, max_output, score_threshold):
+  """YOLACT's fast_nms (second_threshold=True) with numpy, one class at a time."""
+  detections = []
+  for c in range(scores.shape[1]):
+    order = np.argsort(-scores[:, c], kind='stable')[:top_k]
+    iou = np.asarray(ops.box_iou(boxes[order], boxes[order]))
+    for j, index in enumerate(order):
+      suppressed = j > 0 and iou[:j, j].max() > threshold
+      if not suppressed and scores[index, c] > score_threshold:
+        detections.append((scores[index, c], index, c))
+  detections.sort(key=lambda d: -d[0])
+  return detections[:max_output]
+
+
+def test_fast_nms_matches_the_yolact_procedure():
+  rng = np.random.default_rng(3)
+  boxes, _, _ = _random_problem(rng, 80)
+  scores = rng.uniform(size=(80, 4)).astype(np.float32) ** 2
+  result = jax.jit(lambda b, s: ops.fast_nms(b, s, 0.5, top_k=30, max_output_size=50,
+                                             score_threshold=0.1))(boxes, scores)
+  want = _reference_fast_nms(boxes, scores, 0.5, 30, 50, 0.1)
+  count = int(np.sum(result.valid))
+  assert count == len(want)
+  np.testing.assert_array_equal(np.asarray(result.indices)[:count], [d[1] for d in want])
+  np.testing.assert_array_equal(np.asarray(result.classes)[:count], [d[2] for d in want])
+  np.testing.assert_allclose(np.asarray(result.scores)[:count], [d[0] for d in want])
+  # Fast NMS suppresses at least as much as greedy NMS within a class.
+  for c in range(4):
+    mine = set(np.asarray(result.indices)[:count][np.asarray(result.classes)[:count] == c])
+    top = np.argsort(-scores[:, c], kind='stable')[:30]
+    greedy = set(top[_reference_nms(boxes[top], scores[top, c], 0.5)])
+    assert mine <= greedy

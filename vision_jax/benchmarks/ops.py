@@ -1,0 +1,277 @@
+"""Speed of single ops, side by side with torchvision's CPU kernels when torch is importable.
+
+  python -m launch.benchmark --op=roi_align
+  python -c "from vision_jax.benchmarks import ops; print(ops.run('roi_align'))"
+  python -c "...; print(ops.run('roi_align', sampling_ratio=0))"   # detectron2's ROIAlignV2
+
+The torchvision columns appear when torch and torchvision import next to jax (e.g. a
+separate reference venv with PYTHONPATH pointing at this checkout); otherwise only ours.
+
+`roi_align` times, on an FPN-sized case (2 images, 256 channels, P2..P5 of an 800x1088
+input, 512 boxes per image, 7x7 output, sampling ratio 2):
+
+* `roi_align` of every box on P2 (the largest map), aligned, forward and forward+backward
+  (the gradient with respect to the features), against `torchvision.ops.roi_align`;
+* `multilevel_roi_align` over P2..P5, each box from its FPN level, against torchvision's
+  `MultiScaleRoIAlign` on identical inputs (which always uses aligned=False, so this
+  comparison does too; our aligned=True time is reported as well);
+* the bytes each op must move (read the distinct feature pixels its samples touch, write
+  the output; the backward reads the cotangent and writes the dense feature gradient) and
+  the time that takes at this machine's measured copy bandwidth (`*_bound_s`), with our
+  time as a multiple of it (`*_of_bound`); `*_corner_gathers_MB` is what the kernel
+  streams through the caches (every bilinear corner of every sample).
+
+`nms` times greedy NMS of 2000 boxes (RPN-sized) against torchvision.ops.nms.
+All results are medians of `repeats` runs after a warm-up, measured in the same process;
+timings on a shared machine are noisy, so compare ratios from one quiet run.
+"""
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vision_jax import ops as vops
+from vision_jax.benchmarks import machine
+from vision_jax.ops import pooling
+
+
+def _torch():
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+    import torchvision  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None, None
+  return torch, torchvision
+
+
+def _proposals(rng, num_images, per_image, image_size):
+  """Random proposal-like boxes: log-uniform sizes 16..600 px, aspect 1/e..e, clipped."""
+  height, width = image_size
+  cx = rng.uniform(0, width, (num_images, per_image))
+  cy = rng.uniform(0, height, (num_images, per_image))
+  size = np.exp(rng.uniform(np.log(16), np.log(600), (num_images, per_image)))
+  aspect = np.exp(rng.uniform(-1, 1, (num_images, per_image)))
+  w, h = size * np.sqrt(aspect), size / np.sqrt(aspect)
+  boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
+  return np.clip(boxes, 0, [width, height, width, height]).astype(np.float32)
+
+
+def _time_torch(fn: Callable[[], Any], repeats: int) -> float:
+  fn()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def _touched_rows(plan, level=None) -> int:
+  """Distinct feature pixels (per level) with a non-zero bilinear weight in `plan`."""
+  rows = np.asarray(pooling._rows(plan)).astype(np.int64)  # pylint: disable=protected-access
+  if level is not None:
+    rows += (np.asarray(level).astype(np.int64) << 40)[:, None, None]
+  cols = np.asarray(plan.x.index)
+  wy, wx = np.asarray(plan.y.weight), np.asarray(plan.x.weight)
+  index = rows[:, :, None, :, None] + cols[:, None, :, None, :]
+  used = (wy[:, :, None, :, None] != 0) & (wx[:, None, :, None, :] != 0)
+  return int(np.unique(index[used]).size)
+
+
+def _roi_align(num_images=2, channels=256, image_size=(800, 1088), boxes_per_image=512,
+               output_size=7, sampling_ratio=2, aligned=True, min_level=2, max_level=5,
+               repeats=10, seed=0, use_torch=True, bandwidth_probe_bytes=256 * 2**20) -> dict:
+  levels = list(range(min_level, max_level + 1))
+  shapes = [(-(-image_size[0] // 2**l), -(-image_size[1] // 2**l)) for l in levels]
+  rng = np.random.default_rng(seed)
+  features = [jnp.asarray(rng.standard_normal((num_images, h, w, channels), np.float32))
+              for h, w in shapes]
+  boxes_np = _proposals(rng, num_images, boxes_per_image, image_size)
+  boxes = jnp.asarray(boxes_np)
+  out_shape = (num_images, boxes_per_image, output_size, output_size, channels)
+  cotangent = jnp.asarray(rng.standard_normal(out_shape, np.float32))
+  scale = 2.0**-min_level
+  kw = dict(sampling_ratio=sampling_ratio)
+  ml_kw = dict(min_level=min_level, max_level=max_level, sampling_ratio=sampling_ratio)
+
+  single = lambda f, b: vops.roi_align(f, b, output_size, spatial_scale=scale,
+                                       aligned=aligned, **kw)
+  multi = lambda fs, b, al: vops.multilevel_roi_align(fs, b, output_size, aligned=al, **ml_kw)
+
+  def forward_backward(fn):
+    def run(f, b, g):
+      out, vjp = jax.vjp(lambda f: fn(f, b), f)
+      return out, vjp(g)[0]
+    return jax.jit(run)
+
+  single_fwd = jax.jit(single)
+  single_fb = forward_backward(single)
+  multi_fwd = jax.jit(multi, static_argnums=2)
+  multi_fb = forward_backward(lambda fs, b: multi(fs, b, False))
+
+  results: dict[str, Any] = {
+      'case': (f'{num_images} images, {channels} ch, P{min_level}..P{max_level} of '
+               f'{image_size[0]}x{image_size[1]}, {boxes_per_image} boxes/image, '
+               f'{output_size}x{output_size}, sampling_ratio {sampling_ratio}'),
+      'jax_backend': jax.default_backend(),
+  }
+  start = time.perf_counter()
+  single_fb.lower(features[0], boxes, cotangent).compile()
+  results['compile_roi_align_fwd_bwd_s'] = time.perf_counter() - start
+
+  results['roi_align_p2_fwd_s'] = machine.time_fn(single_fwd, features[0], boxes,
+                                                  repeats=repeats)
+  results['roi_align_p2_fwd_bwd_s'] = machine.time_fn(single_fb, features[0], boxes, cotangent,
+                                                      repeats=repeats)
+  results['multilevel_fwd_s'] = machine.time_fn(multi_fwd, features, boxes, False,
+                                                repeats=repeats)
+  results['multilevel_fwd_bwd_s'] = machine.time_fn(multi_fb, features, boxes, cotangent,
+                                                    repeats=repeats)
+  results['multilevel_aligned_fwd_s'] = machine.time_fn(multi_fwd, features, boxes, True,
+                                                        repeats=repeats)
+
+  # Bytes that must move, and the time at the measured copy bandwidth.
+  bandwidth = machine.copy_bytes_per_second(bandwidth_probe_bytes, repeats=repeats)
+  results['copy_bandwidth_GBps'] = bandwidth / 1e9
+  out_bytes = 4 * int(np.prod(out_shape))
+  n, k = num_images, boxes_per_image
+  make_plan = jax.jit(pooling._plan,  # pylint: disable=protected-access
+                      static_argnums=(5, 6, 7, 8))
+  plan_single = make_plan(
+      boxes.reshape(-1, 4), jnp.repeat(jnp.arange(n) * shapes[0][0] * shapes[0][1], k),
+      shapes[0][0], shapes[0][1], scale, (output_size, output_size), sampling_ratio, aligned, 8)
+  touched = _touched_rows(plan_single)
+  feature_bytes_p2 = 4 * num_images * shapes[0][0] * shapes[0][1] * channels
+  fwd_bytes = touched * channels * 4 + out_bytes
+  bwd_bytes = out_bytes + feature_bytes_p2
+  gathered = plan_single.y.index.shape[-1] * plan_single.x.index.shape[-1] * out_bytes
+  results['roi_align_p2_fwd_must_move_MB'] = fwd_bytes / 1e6
+  results['roi_align_p2_fwd_bound_s'] = fwd_bytes / bandwidth
+  results['roi_align_p2_fwd_of_bound'] = results['roi_align_p2_fwd_s'] / (fwd_bytes / bandwidth)
+  results['roi_align_p2_fwd_bwd_must_move_MB'] = (fwd_bytes + bwd_bytes) / 1e6
+  results['roi_align_p2_fwd_bwd_bound_s'] = (fwd_bytes + bwd_bytes) / bandwidth
+  results['roi_align_p2_fwd_bwd_of_bound'] = (results['roi_align_p2_fwd_bwd_s']
+                                              / ((fwd_bytes + bwd_bytes) / bandwidth))
+  results['roi_align_p2_corner_gathers_MB'] = gathered / 1e6
+
+  all_feature_bytes = sum(4 * num_images * h * w * channels for h, w in shapes)
+  level = vops.assign_fpn_levels(boxes.reshape(-1, 4), min_level=min_level,
+                                 max_level=max_level) - min_level
+  heights = jnp.asarray([h for h, _ in shapes])[level]
+  widths = jnp.asarray([w for _, w in shapes])[level]
+  image = jnp.repeat(jnp.arange(n), k)
+  plan_multi = make_plan(
+      boxes.reshape(-1, 4), image * heights * widths, heights, widths,
+      2.0**-(level + min_level).astype(jnp.float32), (output_size, output_size),
+      sampling_ratio, False, 8)
+  ml_fwd_bytes = _touched_rows(plan_multi, level) * channels * 4 + out_bytes
+  ml_bwd_bytes = out_bytes + all_feature_bytes
+  results['boxes_per_level'] = str(np.bincount(np.asarray(level), minlength=len(levels)))
+  results['multilevel_fwd_must_move_MB'] = ml_fwd_bytes / 1e6
+  results['multilevel_fwd_bound_s'] = ml_fwd_bytes / bandwidth
+  results['multilevel_fwd_of_bound'] = results['multilevel_fwd_s'] / (ml_fwd_bytes / bandwidth)
+  results['multilevel_fwd_bwd_must_move_MB'] = (ml_fwd_bytes + ml_bwd_bytes) / 1e6
+  results['multilevel_fwd_bwd_bound_s'] = (ml_fwd_bytes + ml_bwd_bytes) / bandwidth
+  results['multilevel_fwd_bwd_of_bound'] = (results['multilevel_fwd_bwd_s']
+                                            / ((ml_fwd_bytes + ml_bwd_bytes) / bandwidth))
+
+  torch, torchvision = _torch() if use_torch else (None, None)
+  if torch is None:
+    results['torchvision'] = 'not importable: our timings only'
+    return results
+  results['torch_threads'] = torch.get_num_threads()
+  rois = torch.tensor(np.concatenate(
+      [np.repeat(np.arange(n, dtype=np.float32), k)[:, None], boxes_np.reshape(-1, 4)], 1))
+  f_torch = [torch.tensor(np.asarray(f).transpose(0, 3, 1, 2).copy()) for f in features]
+  g_torch = torch.tensor(np.asarray(cotangent).reshape(n * k, output_size, output_size,
+                                                       channels).transpose(0, 3, 1, 2).copy())
+
+  def tv_single():
+    return torchvision.ops.roi_align(f_torch[0], rois, output_size, scale, sampling_ratio,
+                                     aligned)
+
+  p2_grad = f_torch[0].clone().requires_grad_()
+
+  def tv_single_fb():
+    p2_grad.grad = None
+    out = torchvision.ops.roi_align(p2_grad, rois, output_size, scale, sampling_ratio, aligned)
+    out.backward(g_torch)
+    return p2_grad.grad
+
+  pooler = torchvision.ops.MultiScaleRoIAlign([f'p{l}' for l in levels], output_size,
+                                              sampling_ratio)
+  sizes = [tuple(image_size)] * n
+  box_list = [torch.tensor(b) for b in boxes_np]
+  named = {f'p{l}': f for l, f in zip(levels, f_torch)}
+  named_grad = {name: f.clone().requires_grad_() for name, f in named.items()}
+
+  def tv_multi():
+    return pooler(named, box_list, sizes)
+
+  def tv_multi_fb():
+    for f in named_grad.values():
+      f.grad = None
+    out = pooler(named_grad, box_list, sizes)
+    out.backward(g_torch)
+    return [f.grad for f in named_grad.values()]
+
+  with torch.no_grad():
+    want = tv_single().numpy().transpose(0, 2, 3, 1)
+    want_multi = tv_multi().numpy().transpose(0, 2, 3, 1)
+  got = np.asarray(single_fwd(features[0], boxes)).reshape(want.shape)
+  got_multi = np.asarray(multi_fwd(features, boxes, False)).reshape(want_multi.shape)
+  if sampling_ratio <= 0:
+    # Boxes whose adaptive grid exceeds max_sampling_ratio (8) are sampled more coarsely
+    # than torchvision's (the documented deviation); count them, per comparison.
+    sizes = boxes_np.reshape(-1, 4)[:, 2:] - boxes_np.reshape(-1, 4)[:, :2]
+    level_scale = 2.0**-(np.asarray(level) + min_level)
+    results['boxes_beyond_max_grid_p2'] = int(np.sum(np.ceil(sizes * scale / output_size) > 8))
+    results['boxes_beyond_max_grid_multilevel'] = int(np.sum(
+        np.ceil(sizes * level_scale[:, None] / output_size) > 8))
+  results['max_abs_diff_roi_align_p2'] = float(np.abs(got - want).max())
+  results['max_abs_diff_multilevel'] = float(np.abs(got_multi - want_multi).max())
+
+  with torch.no_grad():
+    results['torchvision_roi_align_p2_fwd_s'] = _time_torch(tv_single, repeats)
+    results['torchvision_multilevel_fwd_s'] = _time_torch(tv_multi, repeats)
+  results['torchvision_roi_align_p2_fwd_bwd_s'] = _time_torch(tv_single_fb, repeats)
+  results['torchvision_multilevel_fwd_bwd_s'] = _time_torch(tv_multi_fb, repeats)
+  for name in ('roi_align_p2_fwd', 'roi_align_p2_fwd_bwd', 'multilevel_fwd',
+               'multilevel_fwd_bwd'):
+    results[f'speedup_{name}'] = results[f'torchvision_{name}_s'] / results[f'{name}_s']
+  return results
+
+
+def _nms(num_boxes=2000, iou_threshold=0.7, max_output_size=1000, repeats=5, seed=0,
+         use_torch=True) -> dict:
+  rng = np.random.default_rng(seed)
+  boxes_np = _proposals(rng, 1, num_boxes, (800, 1088))[0]
+  scores_np = rng.uniform(size=num_boxes).astype(np.float32)
+  run = jax.jit(lambda b, s: vops.nms(b, s, iou_threshold, max_output_size))
+  results: dict[str, Any] = {'case': f'{num_boxes} boxes, IoU {iou_threshold}'}
+  results['nms_s'] = machine.time_fn(run, boxes_np, scores_np, repeats=repeats)
+  torch, torchvision = _torch() if use_torch else (None, None)
+  if torch is None:
+    results['torchvision'] = 'not importable: our timings only'
+    return results
+  b, s = torch.tensor(boxes_np), torch.tensor(scores_np)
+  keep = torchvision.ops.nms(b, s, iou_threshold).numpy()[:max_output_size]
+  result = run(boxes_np, scores_np)
+  results['same_kept_list'] = str(np.array_equal(
+      np.asarray(result.indices)[np.asarray(result.valid)], keep))
+  results['torchvision_nms_s'] = _time_torch(lambda: torchvision.ops.nms(b, s, iou_threshold),
+                                             repeats)
+  results['speedup_nms'] = results['torchvision_nms_s'] / results['nms_s']
+  return results
+
+
+_OPS = {'roi_align': _roi_align, 'nms': _nms}
+
+
+def run(op: str, **kwargs) -> dict:
+  """Benchmarks `op` ('roi_align' or 'nms'); kwargs override the case (see the functions)."""
+  if op not in _OPS:
+    raise ValueError(f'unknown op {op!r}; benchmarked ops: {sorted(_OPS)}')
+  return _OPS[op](**kwargs)
