@@ -1,26 +1,58 @@
 """Datasets (TFDS builders, procedural, no download) and tf.data input pipelines.
 
-Importing this package registers the project's TFDS builders (`synthetic_shapes`).
+Importing this package registers the project's TFDS builders (`synthetic_shapes`) and
+hides GPUs from TensorFlow (it only runs tf.data here).
+
+Modules
+  datasets             get_builder / load_split: prepare procedural builders on first
+                       use; catalog data absent -> DatasetNotFoundError (no download).
+  synthetic_shapes     the procedural shapes dataset (class ids, keypoint names).
+  detection_pipeline   make_detection_dataset(...) -> iterator of contract batches.
+  detection_sources    per-dataset adapters and metadata (class names, keypoints).
+  detection_transforms per-example TF geometry (flip, scale jitter, crop, pad).
+  single_image         one user image -> a batch of one.
 
 The detection batch contract
 ----------------------------
 Every detection-style pipeline (`synthetic_shapes`, `coco/2017`, local COCO-format
-data) yields numpy dicts of fixed shapes. B is the per-process batch size, (H, W) the
-configured input size, M = `max_instances`, K the number of keypoints per instance.
+data) yields numpy dicts of fixed shapes. B is the per-process batch size (the global
+batch size / process count), (H, W) the configured input size, M = `max_instances`,
+K the number of keypoints per instance.
 
   image          [B, H, W, 3] float32  RGB in [0, 1], resized (aspect kept) then
                                        zero-padded at the bottom/right to (H, W).
-  boxes          [B, M, 4]    float32  (x1, y1, x2, y2) in input-image pixels.
+  boxes          [B, M, 4]    float32  (x1, y1, x2, y2) in input-image pixels,
+                                       pixel-edge convention; 0 on padding.
   classes        [B, M]       int32    0-based thing class; -1 on padding.
-  valid          [B, M]       bool     True for real instances.
+  valid          [B, M]       bool     True for real instances (they come first).
   is_crowd       [B, M]       bool
-  areas          [B, M]       float32  visible-mask area in original-image pixels.
-  keypoints      [B, M, K, 3] float32  (x, y, visibility 0/1/2) in input pixels.
-  masks          [B, M, H, W] uint8    visible instance masks (only when requested).
-  semantic       [B, H, W]    int32    per-pixel semantic class (datasets that have it).
-  image_id       [B]          int64    the dataset's image id.
-  scale          [B]          float32  input pixels per original pixel.
+  areas          [B, M]       float32  visible-mask area in original-image pixels
+                                       (COCO: the annotation's area); not changed by
+                                       training crops.
+  keypoints      [B, M, K, 3] float32  (x, y, visibility 0/1/2) in input pixels;
+                                       (0, 0, 0) when not visible or cropped away.
+                                       Absent when the dataset has no keypoints (K = 0).
+  masks          [B, M, H, W] uint8    0/1 visible instance masks (only when requested).
+  semantic       [B, H, W]    int32    per-pixel semantic class (datasets that have it,
+                                       when requested); -1 on the padding.
+  image_id       [B]          int64    the dataset's image id (0 on padding examples).
+  scale          [B]          float32  input pixels per original pixel: in evaluation,
+                                       orig = input / scale (training crops also shift).
   orig_size      [B, 2]       int32    (height, width) of the original image.
   example_valid  [B]          bool     False on the padding examples of a last
-                                       evaluation batch.
+                                       evaluation batch (all-zero, classes -1, scale 1).
 """
+import tensorflow as tf
+
+
+def _hide_accelerators_from_tf() -> None:
+  """TF only runs tf.data here: keep it off the GPUs that JAX uses."""
+  try:
+    tf.config.set_visible_devices([], 'GPU')
+  except (RuntimeError, ValueError):  # Devices already initialized: nothing to do.
+    pass
+
+
+_hide_accelerators_from_tf()
+
+from vision_jax.data import synthetic_shapes  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position  (registers the builder)

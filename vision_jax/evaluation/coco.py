@@ -1,0 +1,316 @@
+"""COCO-style evaluation with pycocotools, fed by batches of the detection batch contract.
+
+Ground truth and predictions arrive in input-image pixels and are mapped back to the
+ORIGINAL image with the batch's `scale` (orig = input / scale) before conversion to
+COCO json (bbox [x, y, w, h], RLE masks, keypoints [x, y, v] * K).
+
+  evaluator = CocoEvaluator(source.class_names, category_ids=source.category_ids)
+  for batch in eval_batches:
+    evaluator.add(batch, predictions)       # numpy dicts
+  metrics = evaluator.evaluate()            # {'box/AP': ..., 'box/AP50': ..., ...}
+  evaluator.write(workdir)                  # coco_ground_truth.json, coco_detections.json,
+                                            # eval_results.json
+
+Predictions (numpy):
+  boxes      [B, D, 4]       float (x1, y1, x2, y2) input pixels.
+  scores     [B, D]          float.
+  classes    [B, D]          int, 0-based.
+  valid      [B, D]          bool (optional: all valid).
+  masks      [B, D, H, W]    float/uint8 in input pixels, > 0.5 is foreground (iou 'segm').
+  keypoints  [B, D, K, 3]    (x, y, score) input pixels (iou 'keypoints').
+Metrics that pycocotools cannot define (no ground truth in an area range) are -1.
+"""
+import contextlib
+import io
+import json
+import os
+from typing import Iterable, Sequence
+
+from absl import logging
+import numpy as np
+from pycocotools import coco as coco_api
+from pycocotools import cocoeval
+from pycocotools import mask as mask_api
+
+IOU_TYPES = ('bbox', 'segm', 'keypoints')
+PREFIXES = {'bbox': 'box', 'segm': 'mask', 'keypoints': 'keypoints'}
+_BOX_STATS = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl', 'AR1', 'AR10', 'AR100', 'ARs',
+              'ARm', 'ARl')
+_KEYPOINT_STATS = ('AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50', 'AR75', 'ARm', 'ARl')
+DEFAULT_KEYPOINT_SIGMA = 0.05
+
+
+def coco_categories(class_names: Sequence[str], category_ids: Sequence[int] | None = None,
+                    keypoint_names: Sequence[str] = (),
+                    keypoint_skeleton: Sequence[tuple[int, int]] = ()) -> list[dict]:
+  """COCO `categories`; ids default to class + 1; skeleton pairs are 0-based here."""
+  ids = list(category_ids) if category_ids is not None else list(
+      range(1, len(class_names) + 1))
+  categories = []
+  for name, cat_id in zip(class_names, ids):
+    category = {'id': int(cat_id), 'name': str(name), 'supercategory': 'object'}
+    if keypoint_names:
+      category['keypoints'] = list(keypoint_names)
+      category['skeleton'] = [[int(a) + 1, int(b) + 1] for a, b in keypoint_skeleton]
+    categories.append(category)
+  return categories
+
+
+def _to_original_mask(mask: np.ndarray, scale: float, orig_size) -> np.ndarray:
+  """[H, W] input-pixel mask -> [h, w] bool original-pixel mask (nearest)."""
+  h, w = int(orig_size[0]), int(orig_size[1])
+  rows = np.minimum(((np.arange(h) + 0.5) * scale).astype(int), mask.shape[0] - 1)
+  cols = np.minimum(((np.arange(w) + 0.5) * scale).astype(int), mask.shape[1] - 1)
+  return mask[rows][:, cols]
+
+
+def _rle(mask: np.ndarray) -> dict:
+  rle = mask_api.encode(np.asfortranarray(mask.astype(np.uint8)))
+  rle['counts'] = rle['counts'].decode('ascii')
+  return rle
+
+
+def _xywh(boxes: np.ndarray) -> np.ndarray:
+  return np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+
+
+def _examples(batch: dict):
+  """Indices of the batch's real examples."""
+  valid = batch.get('example_valid')
+  n = len(batch['image_id'])
+  return [b for b in range(n) if valid is None or bool(valid[b])]
+
+
+def ground_truth_from_batch(batch: dict, category_ids: Sequence[int], *,
+                            with_masks: bool = False, with_keypoints: bool = False,
+                            first_annotation_id: int = 1) -> tuple[list[dict], list[dict]]:
+  """COCO `images` and `annotations` of one contract batch (original pixels).
+
+  Areas come from `batch['areas']` (original pixels) when present, else box areas.
+  """
+  images, annotations = [], []
+  ann_id = first_annotation_id
+  for b in _examples(batch):
+    scale = float(batch['scale'][b])
+    h, w = (int(x) for x in batch['orig_size'][b])
+    image_id = int(batch['image_id'][b])
+    images.append({'id': image_id, 'height': h, 'width': w})
+    idx = np.flatnonzero(batch['valid'][b])
+    boxes = _xywh(batch['boxes'][b][idx].astype(np.float64) / scale)
+    for k, m in enumerate(idx):
+      box = [float(x) for x in boxes[k]]
+      area = float(batch['areas'][b][m]) if 'areas' in batch else box[2] * box[3]
+      ann = {'id': ann_id, 'image_id': image_id,
+             'category_id': int(category_ids[int(batch['classes'][b][m])]),
+             'bbox': box, 'area': area,
+             'iscrowd': int(bool(batch['is_crowd'][b][m])) if 'is_crowd' in batch else 0}
+      if with_masks:
+        ann['segmentation'] = _rle(_to_original_mask(batch['masks'][b][m] > 0, scale, (h, w)))
+      if with_keypoints:
+        kp = batch['keypoints'][b][m].astype(np.float64)
+        vis = kp[:, 2] > 0
+        xy = np.where(vis[:, None], kp[:, :2] / scale, 0.0)
+        ann['keypoints'] = [float(x) for x in
+                            np.concatenate([xy, np.where(vis, kp[:, 2], 0)[:, None]], 1).ravel()]
+        ann['num_keypoints'] = int(vis.sum())
+      annotations.append(ann)
+      ann_id += 1
+  return images, annotations
+
+
+def detections_from_batch(batch: dict, predictions: dict, category_ids: Sequence[int], *,
+                          with_masks: bool = False, with_keypoints: bool = False
+                          ) -> list[dict]:
+  """COCO results (`image_id, category_id, bbox, score` [+ segmentation, keypoints])."""
+  results = []
+  valid = predictions.get('valid')
+  for b in _examples(batch):
+    scale = float(batch['scale'][b])
+    h, w = (int(x) for x in batch['orig_size'][b])
+    image_id = int(batch['image_id'][b])
+    keep = np.ones(len(predictions['scores'][b]), bool) if valid is None else valid[b]
+    idx = np.flatnonzero(keep)
+    boxes = predictions['boxes'][b][idx].astype(np.float64) / scale
+    boxes = np.clip(boxes, 0, [w, h, w, h])
+    boxes = _xywh(boxes)
+    for k, d in enumerate(idx):
+      result = {'image_id': image_id,
+                'category_id': int(category_ids[int(predictions['classes'][b][d])]),
+                'bbox': [float(x) for x in boxes[k]],
+                'score': float(predictions['scores'][b][d])}
+      if with_masks:
+        result['segmentation'] = _rle(
+            _to_original_mask(predictions['masks'][b][d] > 0.5, scale, (h, w)))
+      if with_keypoints:
+        kp = predictions['keypoints'][b][d].astype(np.float64)
+        result['keypoints'] = [float(x) for x in np.concatenate(
+            [kp[:, :2] / scale, kp[:, 2:3]], 1).ravel()]
+      results.append(result)
+  return results
+
+
+def ground_truth_json(batches: Iterable[dict], class_names: Sequence[str], *,
+                      category_ids: Sequence[int] | None = None, with_masks: bool = False,
+                      keypoint_names: Sequence[str] = (),
+                      keypoint_skeleton: Sequence[tuple[int, int]] = ()) -> dict:
+  """A whole split's ground truth (e.g. an evaluation pipeline) as a COCO json dict."""
+  ids = list(category_ids) if category_ids is not None else list(
+      range(1, len(class_names) + 1))
+  images, annotations = [], []
+  for batch in batches:
+    new_images, new_annotations = ground_truth_from_batch(
+        batch, ids, with_masks=with_masks, with_keypoints=bool(keypoint_names),
+        first_annotation_id=len(annotations) + 1)
+    images += new_images
+    annotations += new_annotations
+  return {'info': {'description': 'vision_jax ground truth'}, 'images': images,
+          'annotations': annotations,
+          'categories': coco_categories(class_names, ids, keypoint_names, keypoint_skeleton)}
+
+
+@contextlib.contextmanager
+def _quiet():
+  """Routes pycocotools' prints to debug logging."""
+  buffer = io.StringIO()
+  with contextlib.redirect_stdout(buffer):
+    yield
+  if buffer.getvalue().strip():
+    logging.debug('pycocotools:\n%s', buffer.getvalue())
+
+
+class CocoEvaluator:
+  """Accumulates contract batches and predictions; scores them with pycocotools."""
+
+  def __init__(self, class_names: Sequence[str], *, iou_types: Sequence[str] = ('bbox',),
+               category_ids: Sequence[int] | None = None,
+               keypoint_names: Sequence[str] = (),
+               keypoint_skeleton: Sequence[tuple[int, int]] = (),
+               keypoint_sigmas: Sequence[float] | None = None,
+               max_detections: int = 100):
+    """Args:
+      class_names: 0-based class names.
+      iou_types: subset of ('bbox', 'segm', 'keypoints'); metric prefixes box/, mask/,
+        keypoints/.
+      category_ids: COCO id per class (default class + 1).
+      keypoint_names / keypoint_skeleton: for 'keypoints' (skeleton pairs 0-based).
+      keypoint_sigmas: OKS sigma per keypoint (default DEFAULT_KEYPOINT_SIGMA each).
+      max_detections: the largest of COCO's maxDets (1, 10, max_detections).
+    """
+    unknown = set(iou_types) - set(IOU_TYPES)
+    if unknown:
+      raise ValueError(f'iou_types {sorted(unknown)} unknown; choose from {IOU_TYPES}')
+    if 'keypoints' in iou_types and not keypoint_names:
+      raise ValueError("iou type 'keypoints' needs keypoint_names")
+    self.iou_types = tuple(iou_types)
+    self.class_names = list(class_names)
+    self.category_ids = (list(category_ids) if category_ids is not None
+                         else list(range(1, len(class_names) + 1)))
+    self.keypoint_names = list(keypoint_names)
+    self.keypoint_skeleton = list(keypoint_skeleton)
+    self.keypoint_sigmas = (np.asarray(keypoint_sigmas, np.float64)
+                            if keypoint_sigmas is not None
+                            else np.full(len(keypoint_names), DEFAULT_KEYPOINT_SIGMA))
+    self.max_detections = max_detections
+    self.reset()
+
+  def reset(self) -> None:
+    self._images, self._annotations, self._detections = [], [], []
+    self._seen: set[int] = set()
+    self._results: dict[str, float] | None = None
+
+  @property
+  def _with_masks(self):
+    return 'segm' in self.iou_types
+
+  @property
+  def _with_keypoints(self):
+    return 'keypoints' in self.iou_types
+
+  def add(self, batch: dict, predictions: dict) -> None:
+    """Adds one batch (contract, numpy) and its predictions (module docstring)."""
+    batch = {k: np.asarray(v) for k, v in batch.items()}
+    predictions = {k: np.asarray(v) for k, v in predictions.items()}
+    keep = np.asarray(batch.get('example_valid', np.ones(len(batch['image_id']), bool)))
+    for b in range(len(keep)):
+      if keep[b]:
+        image_id = int(batch['image_id'][b])
+        if image_id in self._seen:
+          logging.warning('CocoEvaluator: image id %d added twice; ignoring it', image_id)
+          keep = keep.copy()
+          keep[b] = False
+        self._seen.add(image_id)
+    batch = dict(batch, example_valid=keep)
+    images, annotations = ground_truth_from_batch(
+        batch, self.category_ids, with_masks=self._with_masks,
+        with_keypoints=self._with_keypoints, first_annotation_id=len(self._annotations) + 1)
+    self._images += images
+    self._annotations += annotations
+    self._detections += detections_from_batch(
+        batch, predictions, self.category_ids, with_masks=self._with_masks,
+        with_keypoints=self._with_keypoints)
+    self._results = None
+
+  def ground_truth(self) -> dict:
+    """The COCO json dict of the ground truth added so far."""
+    return {'info': {'description': 'vision_jax ground truth'},
+            'images': list(self._images), 'annotations': list(self._annotations),
+            'categories': coco_categories(self.class_names, self.category_ids,
+                                          self.keypoint_names, self.keypoint_skeleton)}
+
+  def detections(self) -> list[dict]:
+    """The COCO results list of the detections added so far."""
+    return list(self._detections)
+
+  def evaluate(self) -> dict[str, float]:
+    """Flat metrics: {'box/AP', 'box/AP50', ..., 'box/AR100', ...} per iou type."""
+    with _quiet():
+      gt = coco_api.COCO()
+      gt.dataset = self.ground_truth()
+      gt.createIndex()
+    results = {}
+    for iou_type in self.iou_types:
+      names = _KEYPOINT_STATS if iou_type == 'keypoints' else _BOX_STATS
+      prefix = PREFIXES[iou_type]
+      detections = [d for d in self._detections if iou_type != 'keypoints' or 'keypoints' in d]
+      if not detections or not self._images:
+        stats = [0.0 if self._annotations else -1.0] * len(names)
+      else:
+        with _quiet():
+          dt = gt.loadRes(_strip_for(iou_type, detections))
+          coco_eval = cocoeval.COCOeval(gt, dt, iou_type)
+          coco_eval.params.imgIds = sorted(image['id'] for image in self._images)
+          if iou_type == 'keypoints':
+            coco_eval.params.kpt_oks_sigmas = self.keypoint_sigmas
+          else:
+            coco_eval.params.maxDets = [1, 10, self.max_detections]
+          coco_eval.evaluate()
+          coco_eval.accumulate()
+          coco_eval.summarize()
+        stats = [float(x) for x in coco_eval.stats]
+      for name, value in zip(names, stats):
+        if iou_type != 'keypoints' and name == 'AR100':
+          name = f'AR{self.max_detections}'
+        results[f'{prefix}/{name}'] = value
+    self._results = results
+    return dict(results)
+
+  def write(self, workdir: str) -> None:
+    """Writes coco_ground_truth.json, coco_detections.json and eval_results.json."""
+    os.makedirs(workdir, exist_ok=True)
+    results = self._results if self._results is not None else self.evaluate()
+    for name, content in (('coco_ground_truth.json', self.ground_truth()),
+                          ('coco_detections.json', self.detections()),
+                          ('eval_results.json', results)):
+      with open(os.path.join(workdir, name), 'w') as f:
+        json.dump(content, f)
+
+
+def _strip_for(iou_type: str, detections: list[dict]) -> list[dict]:
+  """loadRes decides the result type from the keys present: keep the relevant ones.
+
+  (With a 'bbox' key loadRes would take segm results' areas from their boxes.)
+  """
+  keys = {'bbox': ('bbox',), 'segm': ('segmentation',),
+          'keypoints': ('keypoints',)}[iou_type]
+  common = ('image_id', 'category_id', 'score')
+  return [{k: d[k] for k in common + keys if k in d} for d in detections]
