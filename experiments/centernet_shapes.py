@@ -51,8 +51,8 @@ def get_config(arg=None):
   config.optimizer.grad_clip_norm = 10.0
 
   config.train = ml_collections.ConfigDict()
-  config.train.steps = 8 if tiny else 3000
-  config.train.batch_size = 8 if tiny else 32
+  config.train.steps = 8 if tiny else 1800
+  config.train.batch_size = 8 if tiny else 16
   config.train.log_every = 4 if tiny else 50
   config.train.checkpoint_every = 4 if tiny else 500
   config.train.keep_checkpoints = 3

@@ -12,7 +12,9 @@ DATA_AXIS = 'data'
 
 def make_mesh() -> jax.sharding.Mesh:
   """A 1-D mesh named `data` over all devices."""
-  return jax.make_mesh((jax.device_count(),), (DATA_AXIS,))
+  # Auto axes: XLA propagates the batch sharding through the model (GSPMD).
+  return jax.make_mesh((jax.device_count(),), (DATA_AXIS,),
+                       axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def batch_sharding(mesh) -> NamedSharding:
