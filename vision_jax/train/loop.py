@@ -83,7 +83,6 @@ class Trainer:
 
     Returns (final state, final evaluation metrics or {}).
     """
-    config = self.config
     writer = writer or metric_writers.create_default_writer(
         self.workdir, just_logging=jax.process_index() > 0)
     state, start = self.initial_state()
