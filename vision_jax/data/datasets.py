@@ -58,7 +58,7 @@ def get_builder(name: str, data_dir: str | None = None, *,
   # Importing this module imported the package `vision_jax.data`, which registered
   # the procedural builders.
   try:
-    builder = tfds.builder(name, data_dir=data_dir)
+    builder = _make_builder(name, data_dir)
   except tfds.core.registered.DatasetNotFoundError as e:
     raise DatasetNotFoundError(_unknown_name_message(name)) from e
   except ValueError as e:  # e.g. an unknown config: 'coco/2099'
@@ -116,7 +116,7 @@ def _prepare_procedural(builder: tfds.core.DatasetBuilder,
   try:
     builder.download_and_prepare(download_config=config)
   except Exception:  # pylint: disable=broad-except
-    again = tfds.builder(name, data_dir=data_dir)
+    again = _make_builder(name, data_dir)
     if not again.is_prepared():
       raise
     logging.info('%s was prepared by another process meanwhile', label)
@@ -125,6 +125,15 @@ def _prepare_procedural(builder: tfds.core.DatasetBuilder,
   print(message, flush=True)
   logging.info(message)
   return builder
+
+
+def _make_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
+  """tfds.builder, except for local COCO-format folders (names from coco_format.resolve)."""
+  if name.split('/')[0].split(':')[0] == 'coco_format':
+    # Imported here: coco_format imports this module.
+    from vision_jax.data import coco_format  # pylint: disable=g-import-not-at-top
+    return coco_format.make_builder(name, data_dir)
+  return tfds.builder(name, data_dir=data_dir)
 
 
 def _full_name(builder: tfds.core.DatasetBuilder) -> str:

@@ -1,7 +1,8 @@
 """Detection input pipelines: a TFDS split -> numpy batches of the batch contract.
 
 See `vision_jax/data/__init__.py` for the contract. One function serves every
-detection dataset with an adapter in `detection_sources` (synthetic_shapes, coco/2017):
+detection dataset with an adapter in `detection_sources` (synthetic_shapes, coco/2017,
+local COCO-format folders `coco_format`):
 
   data = make_detection_dataset('synthetic_shapes', 'train', data_dir=None,
                                 batch_size=32, image_size=(128, 128), max_instances=8,
@@ -35,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from vision_jax.data import coco_format
 from vision_jax.data import datasets
 from vision_jax.data import detection_sources
 from vision_jax.data import detection_transforms
@@ -45,10 +47,23 @@ _PERMUTATION_SALT, _AUGMENT_SALT = 0x5EED01, 0x5EED02
 
 
 def get_detection_source(dataset: str, data_dir: str | None = None, *,
-                         download: bool = False) -> detection_sources.DetectionSource:
-  """The prepared dataset's adapter and metadata (class names, keypoints, ...)."""
+                         download: bool = False, **coco_options
+                         ) -> detection_sources.DetectionSource:
+  """The prepared dataset's adapter and metadata (class names, keypoints, ...).
+
+  `coco_options` (coco_root, coco_annotations, coco_images, coco_splits) locate the
+  folder of dataset 'coco_format' (see `coco_format.resolve`).
+  """
+  dataset = coco_format.resolve(dataset, **coco_options)
   return detection_sources.detection_source(
       datasets.get_builder(dataset, data_dir, download=download))
+
+
+def get_detection_source_from_config(data_config) -> detection_sources.DetectionSource:
+  """`get_detection_source` from `config.data` (dataset, data_dir, coco_* keys)."""
+  coco_options = {key: data_config[key] for key in _COCO_FORMAT_KEYS if key in data_config}
+  return get_detection_source(data_config['dataset'], data_config.get('data_dir'),
+                              **coco_options)
 
 
 def build_detection_dataset(
@@ -58,8 +73,13 @@ def build_detection_dataset(
     num_keypoints: int | None = None, hflip_prob: float = 0.0,
     scale_range: Sequence[float] = (1.0, 1.0), min_box_fraction: float = 0.25,
     process_index: int = 0, process_count: int = 1, in_memory: bool | None = None,
-    shuffle_buffer: int = 4096, download: bool = False) -> tf.data.Dataset:
+    shuffle_buffer: int = 4096, download: bool = False, coco_root: str | None = None,
+    coco_annotations: str | None = None, coco_images: str | None = None,
+    coco_splits: Sequence[str] | None = None) -> tf.data.Dataset:
   """The batched tf.data pipeline behind `make_detection_dataset` (same arguments)."""
+  dataset = coco_format.resolve(dataset, split, coco_root=coco_root,
+                                coco_annotations=coco_annotations, coco_images=coco_images,
+                                coco_splits=coco_splits)
   source = get_detection_source(dataset, data_dir, download=download)
   if batch_size % process_count:
     raise ValueError(f'batch_size={batch_size} (global) is not divisible by '
@@ -131,6 +151,9 @@ def make_detection_dataset(dataset: str, split: str, **kwargs) -> Iterator[dict]
       process_index, process_count: this process's share of every global batch.
       in_memory, shuffle_buffer: how training records are read (module docstring).
       download: allow TFDS to download catalog data (default: never).
+      coco_root, coco_annotations, coco_images, coco_splits: the local folder of
+        dataset 'coco_format' (see `coco_format.resolve`), e.g. coco_root='/data/coco'
+        with split 'val2017' reads /data/coco/annotations/instances_val2017.json.
   Returns:
     An iterator of dicts of numpy arrays (infinite for training).
   """
@@ -146,8 +169,10 @@ def make_coco_dataset(split: str, *, version: str = '2017', **kwargs) -> Iterato
   return make_detection_dataset(f'coco/{version}', split, **kwargs)
 
 
+_COCO_FORMAT_KEYS = ('coco_root', 'coco_annotations', 'coco_images', 'coco_splits')
 _OPTIONAL_CONFIG_KEYS = ('hflip_prob', 'scale_range', 'min_box_fraction', 'with_masks',
-                        'with_semantic', 'num_keypoints', 'in_memory', 'shuffle_buffer')
+                        'with_semantic', 'num_keypoints', 'in_memory',
+                        'shuffle_buffer') + _COCO_FORMAT_KEYS
 
 
 def make_detection_dataset_from_config(data_config, *, split: str, batch_size: int,

@@ -22,6 +22,7 @@ from typing import Callable
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from vision_jax.data import coco_format
 from vision_jax.data import synthetic_shapes
 
 # COCO 2014/2017 detection: the 80 official category ids in TFDS label order, and names.
@@ -52,7 +53,7 @@ class DetectionSource:
     builder: the prepared TFDS builder.
     class_names: thing class names, index = 0-based class id.
     category_ids: id written to COCO json for each class (COCO's official ids for
-      coco/*, class + 1 otherwise).
+      coco/*, the json's ids for coco_format, class + 1 otherwise).
     keypoint_names: K names (empty when the dataset has no keypoints).
     keypoint_flip_perm: [K] new index -> old index under a horizontal flip.
     keypoint_skeleton: pairs of keypoint indices (for drawing / COCO categories).
@@ -88,9 +89,11 @@ def detection_source(builder: tfds.core.DatasetBuilder) -> DetectionSource:
   config = builder.builder_config.name if builder.builder_config else ''
   if builder.name == 'coco' and config in ('2014', '2017'):
     return _coco_source(builder)
+  if builder.name == coco_format.NAME:
+    return _coco_format_source(builder)
   raise ValueError(
       f'no detection adapter for TFDS dataset {builder.name}/{config}: supported are '
-      f'synthetic_shapes and coco/2014, coco/2017 (add one in {__name__})')
+      f'synthetic_shapes, coco/2014, coco/2017 and coco_format (add one in {__name__})')
 
 
 def _decode_masks(encoded: tf.Tensor) -> tf.Tensor:
@@ -169,5 +172,50 @@ def _coco_source(builder) -> DetectionSource:
       semantic_names=None,
       has_masks=False,
       decoders={'image': tfds.decode.SkipDecoding()},
+      canonical=canonical,
+  )
+
+
+def _coco_format_source(builder) -> DetectionSource:
+  """A local COCO-format folder (`coco_format`): classes are the json categories sorted
+  by id, `category_ids` the json ids; instance masks always exist."""
+  config = builder.builder_config
+  num_keypoints = len(config.keypoint_names)
+
+  def canonical(example, with_masks, with_semantic):
+    if with_semantic:
+      raise ValueError('coco_format data has no semantic maps: use with_semantic=False')
+    objects = example['objects']
+    image = tf.io.decode_image(example['image'], channels=3, expand_animations=False)
+    n = tf.shape(objects['label'])[0]
+    out = {
+        'image': image,
+        'boxes': tf.cast(objects['bbox'], tf.float32),
+        'classes': tf.cast(objects['label'], tf.int32),
+        'is_crowd': tf.cast(objects['is_crowd'], tf.bool),
+        'areas': tf.cast(objects['area'], tf.float32),
+        'keypoints': (tf.cast(objects['keypoints'], tf.float32) if num_keypoints
+                      else tf.zeros([n, 0, 3], tf.float32)),
+        'image_id': tf.cast(example['image/id'], tf.int64),
+    }
+    if with_masks:
+      h, w = tf.shape(image)[0], tf.shape(image)[1]
+      # Images without annotations: map_fn cannot stack zero masks.
+      out['masks'] = tf.cond(n > 0, lambda: _decode_masks(objects['mask']),
+                             lambda: tf.zeros([0, h, w], tf.uint8))
+      out['masks'] = tf.reshape(out['masks'], [-1, h, w])
+    return out
+
+  return DetectionSource(
+      builder=builder,
+      class_names=config.class_names,
+      category_ids=config.category_ids,
+      keypoint_names=config.keypoint_names,
+      keypoint_flip_perm=coco_format.keypoint_flip_perm(config.keypoint_names),
+      keypoint_skeleton=config.keypoint_skeleton,
+      semantic_names=None,
+      has_masks=True,
+      decoders={'image': tfds.decode.SkipDecoding(),
+                'objects': {'mask': tfds.decode.SkipDecoding()}},
       canonical=canonical,
   )

@@ -25,8 +25,7 @@ class CenterNetTask(base.Task):
 
   def __init__(self, config):
     super().__init__(config)
-    self.source = detection_pipeline.get_detection_source(config.data.dataset,
-                                                          config.data.data_dir)
+    self.source = detection_pipeline.get_detection_source_from_config(config.data)
     m = config.model
     self.model = centernet.CenterNet(
         num_classes=self.source.num_classes, backbone=m.backbone, width=m.width,
