@@ -1,0 +1,88 @@
+"""Learned x2 upsampling layers with torch's ConvTranspose2d semantics, NHWC.
+
+Both keep torch's weight layout up to a transpose: param 'kernel' is
+[kh, kw, out, in] (torch: [in, out, kh, kw]), not flipped, so converted torch weights
+drop in with `weight.transpose(2, 3, 1, 0)`.
+
+  ConvTranspose2x2   kernel 2, stride 2, padding 0 (Mask R-CNN's mask deconv): every
+                     input pixel becomes one 2x2 output block, i.e. one matmul.
+  ConvTranspose4x4   kernel 4, stride 2, padding 1 (CenterNet's neck, Keypoint R-CNN's
+                     predictor): 4 sub-pixel 2x2 convolutions interleaved.
+"""
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+_FAN_OUT_RELU = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+
+
+class ConvTranspose2x2(nn.Module):
+  """torch.nn.ConvTranspose2d(in, features, kernel_size=2, stride=2) as one matmul.
+
+  out[2m + i, 2n + j, o] = sum_c x[m, n, c] * kernel[i, j, o, c] + bias[o].
+  """
+  features: int
+  use_bias: bool = True
+  dtype: Any = jnp.float32
+  kernel_init: Any = _FAN_OUT_RELU
+
+  @nn.compact
+  def __call__(self, x):
+    """x: [B, h, w, in] -> [B, 2h, 2w, features]."""
+    cin = x.shape[-1]
+    kernel = self.param('kernel', self.kernel_init, (2, 2, self.features, cin), jnp.float32)
+    dtype = jnp.dtype(self.dtype)
+    y = jnp.einsum('bhwc,ijoc->bhiwjo', x.astype(dtype), kernel.astype(dtype))
+    if self.use_bias:
+      y = y + self.param('bias', nn.initializers.zeros, (self.features,),
+                         jnp.float32).astype(dtype)
+    b, h, _, w, _, o = y.shape
+    return y.reshape(b, 2 * h, 2 * w, o)
+
+
+class ConvTranspose4x4(nn.Module):
+  """torch.nn.ConvTranspose2d(in, features, kernel_size=4, stride=2, padding=1).
+
+  `use_bias` adds torch's bias (off by default: CenterNet's neck has a norm after it).
+
+  Param 'kernel' [4, 4, features, in] float32: torch's weight [in, out, kh, kw]
+  transposed to (kh, kw, out, in), not flipped (the layout of flax's ConvTranspose
+  with transpose_kernel=True). Computed as 4 sub-pixel 2x2 convolutions (one per output
+  phase) interleaved into the 2x upsampled map: the same function and FLOPs as
+  lax.conv_transpose, but its backward pass is >10x faster on XLA:CPU.
+  """
+  features: int
+  dtype: Any = jnp.float32
+  use_bias: bool = False
+  kernel_init: Any = _FAN_OUT_RELU
+
+  # Output phase r (even / odd row or column) -> (kernel taps, padding) of its 2x2 conv:
+  # out[2m] = x[m-1] W[3] + x[m] W[1];  out[2m+1] = x[m] W[2] + x[m+1] W[0].
+  _PHASES = (((3, 1), (1, 0)), ((2, 0), (0, 1)))
+
+  @nn.compact
+  def __call__(self, x):
+    """x: [B, h, w, in] -> [B, 2h, 2w, features]."""
+    cin = x.shape[-1]
+    kernel = self.param('kernel', self.kernel_init, (4, 4, self.features, cin), jnp.float32)
+    dtype = jnp.dtype(self.dtype)
+    x = x.astype(dtype)
+    kernel = kernel.astype(dtype)
+    rows = []
+    for taps_y, pad_y in self._PHASES:
+      cols = []
+      for taps_x, pad_x in self._PHASES:
+        k = kernel[jnp.array(taps_y)][:, jnp.array(taps_x)]  # [2, 2, out, in]
+        cols.append(jax.lax.conv_general_dilated(
+            x, k.transpose(0, 1, 3, 2), (1, 1), (pad_y, pad_x),
+            dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
+      rows.append(jnp.stack(cols, axis=3))  # [B, h, w, 2 (x phase), out]
+    y = jnp.stack(rows, axis=2)  # [B, h, 2 (y phase), w, 2 (x phase), out]
+    b, h, w = x.shape[:3]
+    y = y.reshape(b, 2 * h, 2 * w, self.features)
+    if self.use_bias:
+      y = y + self.param('bias', nn.initializers.zeros, (self.features,),
+                         jnp.float32).astype(dtype)
+    return y

@@ -1,0 +1,170 @@
+"""Mask R-CNN / Keypoint R-CNN as a trainer task (config.task = 'mask_rcnn').
+
+One jit'd train step holds the whole two-stage pipeline with static shapes: backbone +
+FPN, RPN losses on sampled anchors, proposals (top-k, NMS), RoI sampling with the ground
+truth appended, box-head losses, and the mask / keypoint losses on the positive RoIs.
+Prediction runs `rcnn_inference.predict` (detections, pasted masks, keypoints).
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vision_jax.data import detection_pipeline
+from vision_jax.evaluation import coco
+from vision_jax.losses import rcnn as rcnn_losses
+from vision_jax.models import mask_rcnn
+from vision_jax.models import rcnn_inference
+from vision_jax.tasks import base
+from vision_jax.train import config as config_lib
+from vision_jax.train import optim
+from vision_jax.train.state import TrainState
+from vision_jax.viz import draw
+
+MASK_SIZE = 28  # mask head output side
+LOSS_NAMES = ('rpn_objectness', 'rpn_box', 'box_cls', 'box_reg', 'mask', 'keypoint')
+
+
+def image_sizes(batch: dict, image_size) -> jax.Array:
+  """[B, 2] (height, width) of the real image inside each padded input."""
+  size = jnp.round(batch['orig_size'].astype(jnp.float32) * batch['scale'][:, None])
+  return jnp.minimum(size, jnp.asarray(image_size, jnp.float32)).astype(jnp.int32)
+
+
+class MaskRCNNTask(base.Task):
+
+  def __init__(self, config):
+    super().__init__(config)
+    self.source = detection_pipeline.get_detection_source_from_config(config.data)
+    try:
+      self.model_config = mask_rcnn.from_config_dict(
+          config.model, self.source.num_classes, self.source.num_keypoints)
+    except (TypeError, ValueError) as e:
+      raise config_lib.ConfigError(f'config.model: {e}') from e
+    if self.model_config.keypoint_head and not self.source.num_keypoints:
+      raise config_lib.ConfigError(f'model.keypoint_head is set but {config.data.dataset} '
+                                   'has no keypoints')
+    self.model = mask_rcnn.MaskRCNN(self.model_config)
+    self.image_size = tuple(config.data.image_size)
+    self.anchors = mask_rcnn.anchors(self.model_config, self.image_size)
+    weights = dict(config.loss) if 'loss' in config else {}
+    unknown = sorted(set(weights) - {f'{name}_weight' for name in LOSS_NAMES})
+    if unknown:
+      raise config_lib.ConfigError(f'unknown loss weights {unknown}; known: '
+                       f'{[f"{name}_weight" for name in LOSS_NAMES]}')
+    self.loss_weights = {name: float(weights.get(f'{name}_weight', 1.0)) for name in LOSS_NAMES}
+
+  def init_state(self, rng, total_steps):
+    variables = self.model.init(rng, jnp.zeros((1, *self.image_size, 3)), train=False)
+    params = variables.pop('params')
+    tx = optim.make_optimizer(self.config.optimizer, total_steps)
+    return TrainState.create(params, tx, dict(variables))
+
+  def losses(self, params, model_state, batch, rng):
+    """All Mask R-CNN losses of one batch -> (weighted total, (metrics, state updates))."""
+    cfg = self.model_config
+    model = self.model
+    variables = {'params': params, **model_state}
+    rpn_key, roi_key = jax.random.split(rng)
+    pyramid, updates = model.apply(variables, batch['image'], train=True,
+                                   method=mask_rcnn.MaskRCNN.features, mutable=['batch_stats'])
+    rpn_logits, rpn_deltas = model.apply(variables, pyramid, method=mask_rcnn.MaskRCNN.rpn)
+    gt_boxes = batch['boxes']
+    gt_valid = batch['valid'] & ~batch['is_crowd']
+    terms = {}
+    terms['rpn_objectness'], terms['rpn_box'] = rcnn_losses.rpn_losses(
+        cfg, jnp.concatenate(self.anchors), rpn_logits, rpn_deltas, gt_boxes, gt_valid,
+        rpn_key)
+
+    proposals, _, proposal_valid = rcnn_inference.propose(
+        cfg, self.anchors, rpn_logits, rpn_deltas, image_sizes(batch, self.image_size),
+        train=True)
+    sample = rcnn_losses.sample_rois(cfg, roi_key, proposals, proposal_valid, gt_boxes,
+                                     batch['classes'], gt_valid)
+    class_logits, box_deltas = model.apply(variables, pyramid, sample.boxes,
+                                           method=mask_rcnn.MaskRCNN.box_head)
+    terms['box_cls'], terms['box_reg'] = rcnn_losses.box_head_losses(
+        cfg, class_logits, box_deltas, sample)
+
+    # Mask and keypoint heads see the positive RoIs, which lead each image's sample.
+    n = rcnn_losses.num_positive_slots(cfg)
+    rois, positive = sample.boxes[:, :n], sample.positive[:, :n]
+    gt_index, labels = sample.gt_index[:, :n], sample.labels[:, :n]
+    if cfg.mask_head:
+      mask_logits = model.apply(variables, pyramid, rois, method=mask_rcnn.MaskRCNN.mask_head)
+      targets = rcnn_losses.crop_masks(batch['masks'], gt_index, rois, mask_logits.shape[2])
+      terms['mask'] = rcnn_losses.mask_loss(mask_logits, labels,
+                                            (targets >= 0.5).astype(jnp.float32), positive)
+    if cfg.keypoint_head:
+      heatmaps = model.apply(variables, pyramid, rois, method=mask_rcnn.MaskRCNN.keypoint_head)
+      keypoints = jnp.take_along_axis(batch['keypoints'], gt_index[:, :, None, None], axis=1)
+      index, valid = rcnn_losses.keypoint_targets(keypoints, rois, heatmaps.shape[2])
+      terms['keypoint'] = rcnn_losses.keypoint_loss(heatmaps, index, valid & positive[..., None])
+    loss = sum(self.loss_weights[name] * value for name, value in terms.items())
+    metrics = {'loss': loss, **{f'{name}_loss': value for name, value in terms.items()},
+               'positive_rois': jnp.sum(sample.positive) / sample.positive.shape[0],
+               'proposals': jnp.sum(proposal_valid) / proposal_valid.shape[0]}
+    return loss, (metrics, updates)
+
+  def train_step(self, state, batch, rng):
+    grad_fn = jax.grad(self.losses, has_aux=True)
+    grads, (metrics, updates) = grad_fn(state.params, state.model_state, batch, rng)
+    return state.apply_gradients(grads, model_state={**state.model_state, **updates}), metrics
+
+  def predict_step(self, state, batch):
+    sizes = image_sizes(batch, self.image_size) if 'orig_size' in batch else None
+    return rcnn_inference.predict(self.model, state.variables, batch['image'], sizes)
+
+  def _data(self, split, training, batch_size, **kwargs):
+    cfg = self.model_config
+    return detection_pipeline.make_detection_dataset_from_config(
+        self.config.data, split=split, batch_size=batch_size, training=training,
+        seed=self.config.seed, with_masks=cfg.mask_head,
+        num_keypoints=self.source.num_keypoints if cfg.keypoint_head else 0, **kwargs)
+
+  def train_data(self, *, start_batch, process_index, process_count):
+    return self._data(self.config.data.train_split, True, self.config.train.batch_size,
+                      start_batch=start_batch, process_index=process_index,
+                      process_count=process_count)
+
+  def eval_data(self, *, process_index, process_count):
+    return self._data(self.config.data.eval_split, False, self.config.eval.batch_size,
+                      process_index=process_index, process_count=process_count)
+
+  def make_evaluator(self):
+    cfg = self.model_config
+    iou_types = ['bbox']
+    if cfg.mask_head:
+      iou_types.append('segm')
+    keypoint_args = {}
+    if cfg.keypoint_head:
+      iou_types.append('keypoints')
+      sigmas = self.config.eval.get('keypoint_sigmas')
+      keypoint_args = dict(keypoint_names=self.source.keypoint_names,
+                           keypoint_skeleton=self.source.keypoint_skeleton,
+                           keypoint_sigmas=tuple(sigmas) if sigmas else None)
+    return coco.CocoEvaluator(self.source.class_names, iou_types=iou_types,
+                              category_ids=self.source.category_ids,
+                              max_detections=cfg.detections_per_image, **keypoint_args)
+
+  def draw_predictions(self, batch, predictions):
+    n = min(self.config.eval.num_pictures, len(batch['image']))
+    threshold = self.config.eval.get('draw_score_threshold', 0.5)
+    pictures = []
+    for i in range(n):
+      shown = predictions['valid'][i] & (predictions['scores'][i] >= threshold)
+      image = batch['image'][i]
+      if 'masks' in predictions and hasattr(draw, 'draw_masks'):
+        image = draw.draw_masks(image, predictions['masks'][i], predictions['classes'][i],
+                                shown)
+      picture = draw.draw_boxes(image, predictions['boxes'][i], predictions['classes'][i],
+                                predictions['scores'][i], class_names=self.source.class_names,
+                                valid=shown, upscale=3)
+      if 'keypoints' in predictions and hasattr(draw, 'draw_keypoints'):
+        picture = draw.draw_keypoints(picture, predictions['keypoints'][i] * [3, 3, 1], shown,
+                                      skeleton=self.source.keypoint_skeleton)
+      pictures.append(picture)
+    return np.stack(pictures)
+
+
+def create(config) -> MaskRCNNTask:
+  return MaskRCNNTask(config)
