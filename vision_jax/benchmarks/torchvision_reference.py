@@ -1,0 +1,195 @@
+"""torchvision's Mask R-CNN / Keypoint R-CNN train step, timed as a reference for ours.
+
+  from vision_jax.benchmarks import torchvision_reference as tvr
+  if tvr.available():
+    print(tvr.mask_rcnn_train_step_seconds(image_size=(512, 512), batch_size=2,
+                                           num_classes=3, max_instances=8))
+
+`launch/benchmark.py` calls this after timing our train step when the experiment config
+sets `benchmark.torchvision_reference = 'mask_rcnn'`, and reports the ratio of the two.
+torch and torchvision are imported lazily, inside the functions, so this module imports
+without them (e.g. in the project venv; a reference venv with torch and PYTHONPATH
+pointing at this checkout runs both).
+
+The model is `maskrcnn_resnet50_fpn` (or `keypointrcnn_resnet50_fpn`) with random
+weights, in train mode, fed synthetic images and targets, and stepped with SGD: forward
+with losses, backward, optimizer step. torchvision's transform resizes every image so its
+short side is `min_size` (capped by `max_size` on the long side); both are set to the
+image's own sides, so it runs at scale 1 on the same pixels as ours (it still pads to a
+multiple of 32, as ours does for the FPN).
+"""
+import os
+import time
+
+
+def import_error() -> str | None:
+  """None when torch and torchvision import; otherwise why not (the ImportError)."""
+  try:
+    import torch  # pylint: disable=g-import-not-at-top,unused-import
+    import torchvision  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError as e:
+    return f'{type(e).__name__}: {e}'
+  return None
+
+
+def available() -> bool:
+  """True when torch and torchvision are importable."""
+  return import_error() is None
+
+
+def _targets(torch, rng, *, batch_size, image_size, num_classes, objects, keypoints):
+  """Synthetic targets, `objects` per image, as torchvision's train mode takes them.
+
+  Per image: 'boxes' [n, 4] float (x1, y1, x2, y2) pixels, 1/8 .. 1/2 of each side;
+  'labels' [n] int64 in 1..num_classes (0 is background); with keypoints == 0, 'masks'
+  [n, H, W] uint8, each box's ellipse; else 'keypoints' [n, K, 3] (x, y, visibility 2)
+  uniformly inside the box.
+  """
+  h, w = image_size
+  ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing='ij')
+  targets = []
+  for _ in range(batch_size):
+    sizes = rng.uniform(1 / 8, 1 / 2, size=(objects, 2)) * [w, h]
+    corners = rng.uniform(0, 1, size=(objects, 2)) * ([w, h] - sizes)
+    boxes = torch.tensor(list(zip(corners[:, 0], corners[:, 1], corners[:, 0] + sizes[:, 0],
+                                  corners[:, 1] + sizes[:, 1])), dtype=torch.float32)
+    target = {'boxes': boxes,
+              'labels': torch.tensor(rng.integers(1, num_classes + 1, size=objects))}
+    if keypoints:
+      u = torch.tensor(rng.uniform(0, 1, size=(objects, keypoints, 2)), dtype=torch.float32)
+      xy = boxes[:, None, :2] + u * (boxes[:, None, 2:] - boxes[:, None, :2])
+      target['keypoints'] = torch.cat([xy, torch.full_like(xy[..., :1], 2.0)], dim=-1)
+    else:
+      cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+      rx, ry = (boxes[:, 2] - boxes[:, 0]) / 2, (boxes[:, 3] - boxes[:, 1]) / 2
+      inside = (((xs[None] - cx[:, None, None]) / rx[:, None, None]) ** 2
+                + ((ys[None] - cy[:, None, None]) / ry[:, None, None]) ** 2) <= 1.0
+      target['masks'] = inside.to(torch.uint8)
+    targets.append(target)
+  return targets
+
+
+def _model(torchvision, *, num_classes, keypoints, trainable_backbone_layers, **kwargs):
+  """(model, trainable layers, backbone norm name)."""
+  detection = torchvision.models.detection
+  if trainable_backbone_layers is None:
+    # torchvision's own default for an untrained model: every layer trainable and plain
+    # BatchNorm2d (it freezes layers and BN only for pretrained weights).
+    builder = (detection.keypointrcnn_resnet50_fpn if keypoints
+               else detection.maskrcnn_resnet50_fpn)
+    extra = dict(num_keypoints=keypoints) if keypoints else {}
+    model = builder(weights=None, weights_backbone=None, num_classes=num_classes + 1,
+                    **extra, **kwargs)
+    return model, 5, 'BatchNorm2d'
+  # The backbone torchvision builds for pretrained weights (FrozenBatchNorm2d, the first
+  # 5 - n layers frozen), here with random weights.
+  backbone = detection.backbone_utils.resnet_fpn_backbone(
+      backbone_name='resnet50', weights=None,
+      norm_layer=torchvision.ops.misc.FrozenBatchNorm2d,
+      trainable_layers=trainable_backbone_layers)
+  if keypoints:
+    model = detection.KeypointRCNN(backbone, num_classes=num_classes + 1,
+                                   num_keypoints=keypoints, **kwargs)
+  else:
+    model = detection.MaskRCNN(backbone, num_classes=num_classes + 1, **kwargs)
+  return model, trainable_backbone_layers, 'FrozenBatchNorm2d'
+
+
+def mask_rcnn_train_step_seconds(*, image_size, batch_size: int, num_classes: int,
+                                 rpn_pre_nms_top_n_train: int = 2000,
+                                 rpn_post_nms_top_n_train: int = 2000,
+                                 rpn_batch_size_per_image: int = 256,
+                                 box_batch_size_per_image: int = 512,
+                                 box_positive_fraction: float = 0.25,
+                                 max_instances: int = 8, objects_per_image: int = 3,
+                                 keypoints: int = 0,
+                                 trainable_backbone_layers: int | None = None,
+                                 steps: int = 5, warmup: int = 2, seed: int = 0) -> dict:
+  """Times torchvision's R50-FPN Mask R-CNN (or Keypoint R-CNN) train step on this CPU.
+
+  Args:
+    image_size: (H, W) of every image; the model runs at this size (scale 1).
+    batch_size: B images per step.
+    num_classes: thing classes, background excluded (the model gets num_classes + 1).
+    rpn_pre_nms_top_n_train: proposals kept per FPN level before NMS (torchvision's
+      default 2000).
+    rpn_post_nms_top_n_train: proposals kept per image after NMS (default 2000).
+    rpn_batch_size_per_image: anchors sampled per image for the RPN loss (default 256).
+    box_batch_size_per_image: RoIs sampled per image for the heads (default 512).
+    box_positive_fraction: positive share of those RoIs (default 0.25).
+    max_instances: cap on objects per image (the data's padding size).
+    objects_per_image: objects in each synthetic image, at most max_instances.
+    keypoints: K > 0 builds keypointrcnn_resnet50_fpn with K keypoints (no mask head)
+      instead of maskrcnn_resnet50_fpn.
+    trainable_backbone_layers: None keeps torchvision's default for random weights (all
+      5 ResNet stages trainable, BatchNorm2d in train mode); n in 0..5 builds the backbone
+      torchvision uses with pretrained weights instead (FrozenBatchNorm2d, n trainable
+      stages; 3 is its default there).
+    steps: timed steps, after `warmup` untimed ones.
+    seed: seeds torch (weights) and the synthetic data.
+
+  Returns:
+    {'seconds_per_step', 'steps_per_s', 'images_per_s' (mean over the timed steps),
+     'torch_threads' (os.cpu_count(), set for the run), 'torch_version',
+     'torchvision_version', 'trainable_backbone_layers', 'backbone_norm', 'model',
+     'image_size', 'batch_size', 'objects_per_image'}.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  import torchvision  # pylint: disable=g-import-not-at-top
+
+  if steps < 1:
+    raise ValueError(f'steps must be >= 1, got {steps}')
+  h, w = (int(s) for s in image_size)
+  objects = max(1, min(int(objects_per_image), int(max_instances)))
+  previous_threads = torch.get_num_threads()
+  threads = os.cpu_count() or 1
+  torch.set_num_threads(threads)
+  try:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model, trainable, norm = _model(
+        torchvision, num_classes=num_classes, keypoints=keypoints,
+        trainable_backbone_layers=trainable_backbone_layers, min_size=min(h, w),
+        max_size=max(h, w), rpn_pre_nms_top_n_train=rpn_pre_nms_top_n_train,
+        rpn_post_nms_top_n_train=rpn_post_nms_top_n_train,
+        rpn_batch_size_per_image=rpn_batch_size_per_image,
+        box_batch_size_per_image=box_batch_size_per_image,
+        box_positive_fraction=box_positive_fraction)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=0.02, momentum=0.9)
+    images = list(torch.rand(batch_size, 3, h, w, generator=torch.Generator().manual_seed(seed)))
+    targets = _targets(torch, rng, batch_size=batch_size, image_size=(h, w),
+                       num_classes=num_classes, objects=objects, keypoints=keypoints)
+
+    def step():
+      losses = model(images, targets)
+      loss = sum(losses.values())
+      optimizer.zero_grad(set_to_none=True)
+      loss.backward()
+      optimizer.step()
+      return float(loss.detach())
+
+    for _ in range(warmup):
+      step()
+    start = time.perf_counter()
+    for _ in range(steps):
+      step()
+    seconds = (time.perf_counter() - start) / max(steps, 1)
+  finally:
+    torch.set_num_threads(previous_threads)
+  return {
+      'seconds_per_step': seconds,
+      'steps_per_s': 1.0 / seconds,
+      'images_per_s': batch_size / seconds,
+      'torch_threads': threads,
+      'torch_version': torch.__version__,
+      'torchvision_version': torchvision.__version__,
+      'trainable_backbone_layers': trainable,
+      'backbone_norm': norm,
+      'model': 'keypointrcnn_resnet50_fpn' if keypoints else 'maskrcnn_resnet50_fpn',
+      'image_size': (h, w),
+      'batch_size': batch_size,
+      'objects_per_image': objects,
+  }
