@@ -354,3 +354,15 @@ class MaskRCNN(nn.Module):
     if self.config.keypoint_head:
       out['keypoint_logits'] = self.keypoint_head(pyramid, boxes)
     return out
+
+
+def from_torchvision(state_dict, config: MaskRCNNConfig | None = None, *,
+                     coco_contiguous: bool = False):
+  """torchvision (Mask / Keypoint / Faster) R-CNN state dict -> (config, variables).
+
+  See `vision_jax.models.mask_rcnn_torchvision.from_torchvision`.
+  """
+  from vision_jax.models import mask_rcnn_torchvision  # pylint: disable=g-import-not-at-top
+  return mask_rcnn_torchvision.from_torchvision(state_dict, config,
+                                                coco_contiguous=coco_contiguous)
+

@@ -5,6 +5,7 @@ FPN, RPN losses on sampled anchors, proposals (top-k, NMS), RoI sampling with th
 truth appended, box-head losses, and the mask / keypoint losses on the positive RoIs.
 Prediction runs `rcnn_inference.predict` (detections, pasted masks, keypoints).
 """
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -55,9 +56,24 @@ class MaskRCNNTask(base.Task):
 
   def init_state(self, rng, total_steps):
     variables = self.model.init(rng, jnp.zeros((1, *self.image_size, 3)), train=False)
+    checkpoint = self.config.get('init', {}).get('torchvision_checkpoint')
+    if checkpoint:
+      variables = self._from_torchvision(variables, checkpoint)
     params = variables.pop('params')
     tx = optim.make_optimizer(self.config.optimizer, total_steps)
     return TrainState.create(params, tx, dict(variables))
+
+  def _from_torchvision(self, variables, path):
+    """Variables started from a torchvision checkpoint on disk (R-CNN or ImageNet ResNet)."""
+    from vision_jax.models import mask_rcnn_torchvision  # pylint: disable=g-import-not-at-top
+    try:
+      state_dict = mask_rcnn_torchvision.read_torchvision_state_dict(path)
+      variables = mask_rcnn_torchvision.init_from_torchvision(variables, state_dict,
+                                                              self.model_config)
+    except (FileNotFoundError, ImportError, ValueError) as e:
+      raise config_lib.ConfigError(f'init.torchvision_checkpoint={path!r}: {e}') from e
+    logging.info('Initialized from the torchvision checkpoint %s', path)
+    return dict(variables)
 
   def losses(self, params, model_state, batch, rng):
     """All Mask R-CNN losses of one batch -> (weighted total, (metrics, state updates))."""
@@ -153,15 +169,17 @@ class MaskRCNNTask(base.Task):
     for i in range(n):
       shown = predictions['valid'][i] & (predictions['scores'][i] >= threshold)
       image = batch['image'][i]
-      if 'masks' in predictions and hasattr(draw, 'draw_masks'):
+      if 'masks' in predictions:
         image = draw.draw_masks(image, predictions['masks'][i], predictions['classes'][i],
                                 shown)
       picture = draw.draw_boxes(image, predictions['boxes'][i], predictions['classes'][i],
                                 predictions['scores'][i], class_names=self.source.class_names,
                                 valid=shown, upscale=3)
-      if 'keypoints' in predictions and hasattr(draw, 'draw_keypoints'):
+      if 'keypoints' in predictions:
+        # The picture is drawn at 3x; every predicted keypoint is shown.
         picture = draw.draw_keypoints(picture, predictions['keypoints'][i] * [3, 3, 1], shown,
-                                      skeleton=self.source.keypoint_skeleton)
+                                      skeleton=self.source.keypoint_skeleton,
+                                      score_threshold=-np.inf)
       pictures.append(picture)
     return np.stack(pictures)
 

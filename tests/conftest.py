@@ -1,0 +1,11 @@
+"""Shared test setup.
+
+torchvision imported after TensorFlow crashes in one process, and `vision_jax.data`
+imports TensorFlow. Where torch is installed (the torchvision parity tests' venv), import
+it first so that test order cannot matter.
+"""
+try:
+  import torch  # pylint: disable=unused-import
+  import torchvision  # pylint: disable=unused-import
+except ImportError:
+  pass
