@@ -23,11 +23,8 @@ def _mask_rcnn_shapes():
 
 def get_config(arg=None):
   config = _mask_rcnn_shapes().get_config(arg)
-  tiny = (arg or 'default') == 'tiny'
   config.model.mask_head = False
   config.model.keypoint_head = True
-  config.model.keypoint_conv_dim = 16 if tiny else 64
-  config.model.keypoint_num_convs = 4
   # OKS sigmas of the 4 extreme points (COCO's person sigmas range 0.025..0.107).
   config.eval.keypoint_sigmas = (0.05, 0.05, 0.05, 0.05)
   return config

@@ -26,6 +26,8 @@ Variants
 """
 import ml_collections
 
+from vision_jax.models import mask_rcnn
+
 
 def get_config(arg=None):
   variant = arg or 'default'
@@ -57,23 +59,9 @@ def get_config(arg=None):
   config.init = ml_collections.ConfigDict()
   config.init.torchvision_checkpoint = ml_collections.config_dict.placeholder(str)
 
-  # Keys and meanings: vision_jax.models.mask_rcnn.MaskRCNNConfig (defaults: detectron2).
-  config.model = ml_collections.ConfigDict()
-  config.model.backbone = 'resnet50'
-  config.model.width = 64
-  config.model.norm = 'frozen_batch'
-  config.model.fpn_channels = 256
-  config.model.rpn_pre_nms_top_n_train = 2000
-  config.model.rpn_post_nms_top_n_train = 1000
-  config.model.rpn_pre_nms_top_n_test = 1000
-  config.model.rpn_post_nms_top_n_test = 1000
-  config.model.rpn_batch_size_per_image = 256
-  config.model.roi_batch_size_per_image = 512
-  config.model.roi_positive_fraction = 0.25
-  config.model.mask_head = True
-  config.model.keypoint_head = False
-  config.model.detections_per_image = 100
-  config.model.dtype = 'float32'
+  # Every field of vision_jax.models.mask_rcnn.MaskRCNNConfig; its defaults are
+  # detectron2's R50-FPN.
+  config.model = ml_collections.ConfigDict(mask_rcnn.config_dict())
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = 'sgd'

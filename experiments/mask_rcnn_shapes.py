@@ -11,6 +11,8 @@ Variants: `:tiny` (a few steps on the `tiny` builder config, for smoke tests).
 """
 import ml_collections
 
+from vision_jax.models import mask_rcnn
+
 
 def get_config(arg=None):
   variant = arg or 'default'
@@ -31,28 +33,23 @@ def get_config(arg=None):
   config.data.hflip_prob = 0.5
   config.data.scale_range = (0.8, 1.25)
 
-  # Keys and meanings: vision_jax.models.mask_rcnn.MaskRCNNConfig.
-  config.model = ml_collections.ConfigDict()
-  config.model.backbone = 'resnet18'
-  config.model.width = 8 if tiny else 32
-  config.model.norm = 'batch'
-  config.model.fpn_channels = 16 if tiny else 64
-  config.model.anchor_sizes = ((16,), (32,), (64,), (128,), (256,))
-  config.model.aspect_ratios = (0.5, 1.0, 2.0)
-  config.model.rpn_pre_nms_top_n_train = 64 if tiny else 600
-  config.model.rpn_post_nms_top_n_train = 32 if tiny else 300
-  config.model.rpn_pre_nms_top_n_test = 64 if tiny else 600
-  config.model.rpn_post_nms_top_n_test = 32 if tiny else 300
-  config.model.rpn_batch_size_per_image = 256
-  config.model.roi_batch_size_per_image = 32 if tiny else 64
-  config.model.roi_positive_fraction = 0.25
-  config.model.box_fc_dim = 32 if tiny else 256
-  config.model.mask_head = True
-  config.model.mask_conv_dim = 16 if tiny else 64
-  config.model.mask_num_convs = 4
-  config.model.keypoint_head = False
-  config.model.detections_per_image = 100
-  config.model.dtype = 'float32'
+  # Every field of vision_jax.models.mask_rcnn.MaskRCNNConfig (defaults: detectron2's
+  # R50-FPN), here sized for a CPU and 128 x 128 shapes.
+  config.model = ml_collections.ConfigDict(mask_rcnn.config_dict(
+      backbone='resnet18',
+      width=8 if tiny else 32,
+      norm='batch',
+      fpn_channels=16 if tiny else 64,
+      anchor_sizes=((16,), (32,), (64,), (128,), (256,)),
+      rpn_pre_nms_top_n_train=64 if tiny else 600,
+      rpn_post_nms_top_n_train=32 if tiny else 300,
+      rpn_pre_nms_top_n_test=64 if tiny else 600,
+      rpn_post_nms_top_n_test=32 if tiny else 300,
+      roi_batch_size_per_image=32 if tiny else 64,
+      box_fc_dim=32 if tiny else 256,
+      mask_conv_dim=16 if tiny else 64,
+      keypoint_conv_dim=16 if tiny else 64,
+      keypoint_num_convs=4))
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = 'adamw'

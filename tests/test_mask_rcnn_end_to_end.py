@@ -50,3 +50,68 @@ def test_keypoint_rcnn_trains_and_evaluates_keypoints(tmp_path):
   assert -1.0 <= results['keypoints/AP'] <= 1.0 and 'mask/AP' not in results
   detections = json.loads((workdir / 'coco_detections.json').read_text())
   assert any(len(d.get('keypoints', ())) == 4 * 3 for d in detections)
+
+
+def _write_coco_folder(root, split, num_images, first_id):
+  """A COCO-format split of gray images with 1-2 filled rectangles (polygons)."""
+  rng = np.random.default_rng(first_id)
+  (root / split).mkdir(parents=True)
+  (root / 'annotations').mkdir(exist_ok=True)
+  images, annotations = [], []
+  for i in range(num_images):
+    image = np.full((96, 128, 3), 60, np.uint8)
+    image_id = first_id + i
+    for j in range(1 + i % 2):
+      x, y = int(rng.integers(4, 70)), int(rng.integers(4, 40))
+      w, h = int(rng.integers(20, 50)), int(rng.integers(20, 50))
+      category = (7, 9)[j]
+      image[y:y + h, x:x + w] = (220, 40, 40) if category == 7 else (40, 40, 220)
+      annotations.append({
+          'id': len(annotations) + first_id * 10, 'image_id': image_id,
+          'category_id': category, 'bbox': [x, y, w, h], 'area': w * h, 'iscrowd': 0,
+          'segmentation': [[x, y, x + w, y, x + w, y + h, x, y + h]]})
+    name = f'{image_id:06d}.png'
+    Image.fromarray(image).save(root / split / name)
+    images.append({'id': image_id, 'file_name': name, 'height': 96, 'width': 128})
+  categories = [{'id': 7, 'name': 'red'}, {'id': 9, 'name': 'blue'}]
+  (root / 'annotations' / f'instances_{split}.json').write_text(json.dumps(
+      {'images': images, 'annotations': annotations, 'categories': categories}))
+
+
+def test_mask_rcnn_trains_on_a_local_coco_format_folder(tmp_path):
+  root, workdir = tmp_path / 'my_coco', tmp_path / 'work'
+  _write_coco_folder(root, 'train', 4, 1)
+  _write_coco_folder(root, 'val', 2, 100)
+  overrides = [
+      f'--config.data.coco_root={root}', '--config.data.train_split=train',
+      '--config.data.eval_split=val', '--config.data.image_size=(128, 128)',
+      '--config.data.max_instances=4', '--config.model.backbone=resnet18',
+      '--config.model.width=8', '--config.model.norm=batch', '--config.model.fpn_channels=16',
+      '--config.model.rpn_pre_nms_top_n_train=64', '--config.model.rpn_post_nms_top_n_train=32',
+      '--config.model.rpn_pre_nms_top_n_test=64', '--config.model.rpn_post_nms_top_n_test=32',
+      '--config.model.roi_batch_size_per_image=32', '--config.model.box_fc_dim=32',
+      '--config.model.mask_conv_dim=16', '--config.train.steps=3',
+      '--config.train.batch_size=2', '--config.train.checkpoint_every=3',
+      '--config.optimizer.warmup_steps=0', '--config.optimizer.learning_rate=0.001',
+      '--config.eval.batch_size=2']
+  out = subprocess.run(
+      [sys.executable, '-m', 'launch.train',
+       f'--config={os.path.join(ROOT, "experiments", "mask_rcnn_coco.py")}',
+       f'--workdir={workdir}', f'--config.data.data_dir={tmp_path / "tfds"}', *overrides],
+      cwd=ROOT, capture_output=True, text=True, timeout=900)
+  assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+  results = json.loads((workdir / 'eval_results.json').read_text())
+  assert results['step'] == 3 and 'mask/AP' in results
+  truth = json.loads((workdir / 'coco_ground_truth.json').read_text())
+  assert sorted(c['id'] for c in truth['categories']) == [7, 9]
+  assert sorted(i['id'] for i in truth['images']) == [100, 101]
+  assert len(truth['annotations']) == 3
+
+
+def test_coco_config_without_a_folder_names_the_key_to_set(tmp_path):
+  out = subprocess.run(
+      [sys.executable, '-m', 'launch.train',
+       f'--config={os.path.join(ROOT, "experiments", "mask_rcnn_coco.py")}',
+       f'--workdir={tmp_path / "w"}'], cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 2 and 'data.coco_root' in out.stderr
+  assert 'Traceback' not in out.stderr

@@ -158,11 +158,30 @@ class MaskRCNNConfig:
     return counts.pop()
 
 
+# Fields set from the dataset, not from the experiment's `config.model`.
+_DATA_FIELDS = ('num_classes', 'num_keypoints')
+
+
+def config_dict(**overrides) -> dict:
+  """Every MaskRCNNConfig field an experiment sets (`config.model`), at its default.
+
+  Experiment configs start from this so that any field can be overridden from the
+  shell; num_classes and num_keypoints come from the dataset.
+  """
+  values = {f.name: f.default for f in dataclasses.fields(MaskRCNNConfig)
+            if f.name not in _DATA_FIELDS}
+  unknown = sorted(set(overrides) - set(values))
+  if unknown:
+    raise ValueError(f'unknown Mask R-CNN model keys {unknown}; known: {sorted(values)}')
+  values.update(overrides)
+  return values
+
+
 def from_config_dict(model_config, num_classes: int, num_keypoints: int = 0
                      ) -> MaskRCNNConfig:
   """A MaskRCNNConfig from an experiment's `config.model` (unknown keys are errors)."""
   values = dict(model_config)
-  fields = {f.name for f in dataclasses.fields(MaskRCNNConfig)}
+  fields = {f.name for f in dataclasses.fields(MaskRCNNConfig)} - set(_DATA_FIELDS)
   unknown = sorted(set(values) - fields)
   if unknown:
     raise ValueError(f'unknown Mask R-CNN model keys {unknown}; known: {sorted(fields)}')
@@ -172,6 +191,8 @@ def from_config_dict(model_config, num_classes: int, num_keypoints: int = 0
   values['num_classes'] = num_classes
   if values.get('keypoint_head'):
     values['num_keypoints'] = num_keypoints
+  else:
+    values.pop('num_keypoints', None)
   return MaskRCNNConfig(**values)
 
 
