@@ -12,7 +12,13 @@ import tempfile
 
 from absl import flags
 
-from launch import common
+from vision_jax.benchmarks import torchvision_reference
+
+# torchvision imported after TensorFlow (which the data pipeline loads) crashes: import it
+# first, when it is installed.
+torchvision_reference.import_error()
+
+from launch import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 flags.DEFINE_string('op', None, 'Benchmark one op instead of a train step (e.g. roi_align).')
 flags.DEFINE_integer('steps', 10, 'Timed train steps.')
@@ -29,7 +35,6 @@ def _torchvision_reference(config, results: dict) -> dict:
   benchmark = config.get('benchmark') or {}
   if benchmark.get('torchvision_reference') != 'mask_rcnn':
     return {}
-  from vision_jax.benchmarks import torchvision_reference
   error = torchvision_reference.import_error()
   if error:
     print(f'torchvision comparison skipped: torch/torchvision not importable ({error})')
