@@ -82,7 +82,7 @@ def get_config(arg=None):
   config.train.eval_every = 0
 
   config.eval = ml_collections.ConfigDict()
-  config.eval.batch_size = 8
+  config.eval.batch_size = 2  # pasted masks are [batch, 100, 1024, 1024]
   config.eval.num_pictures = 8
   config.eval.draw_score_threshold = 0.5
 

@@ -52,6 +52,7 @@ def _torchvision_reference(config, results: dict) -> dict:
       'torchvision_trainable_backbone_layers': reference['trainable_backbone_layers'],
       'torchvision_backbone_norm': reference['backbone_norm'],
       'torchvision_torch_threads': reference['torch_threads'],
+      'torchvision_head_rois_per_image': reference['head_rois_per_image'],
       'torch_version': reference['torch_version'],
       'torchvision_version': reference['torchvision_version'],
   }

@@ -1,6 +1,7 @@
 """Mask R-CNN pieces: FPN, heads, anchors, targets, losses and post-processing."""
 import dataclasses
 
+import flax.linen as flax_nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +11,7 @@ from vision_jax.losses import rcnn
 from vision_jax.models import mask_rcnn
 from vision_jax.models import rcnn_inference
 from vision_jax.nn import fpn
+from vision_jax.nn import pointwise
 from vision_jax.nn import upsample
 from vision_jax.ops import pooling
 
@@ -177,3 +179,17 @@ def test_predict_has_static_shapes_under_jit():
   assert out['boxes'].shape == (2, 10, 4)
   assert out['masks'].shape == (2, 10, 64, 64) and out['masks'].dtype == jnp.uint8
   assert out['keypoints'].shape == (2, 10, 4, 3)
+
+
+def test_head_rois_per_image_caps_the_positive_slots():
+  assert rcnn.num_positive_slots(SMALL) == 4  # 16 RoIs x 0.25
+  assert rcnn.num_positive_slots(dataclasses.replace(SMALL, head_rois_per_image=3)) == 3
+  assert rcnn.num_positive_slots(dataclasses.replace(SMALL, head_rois_per_image=99)) == 4
+
+
+def test_pointwise_conv_equals_a_1x1_convolution():
+  x = np.random.default_rng(0).normal(size=(2, 5, 7, 6)).astype(np.float32)
+  conv = flax_nn.Conv(4, (1, 1), strides=(2, 2), padding='VALID')
+  variables = conv.init(jax.random.key(0), x)
+  ours = pointwise.PointwiseConv(4, strides=2).apply(variables, x)
+  np.testing.assert_allclose(ours, conv.apply(variables, x), rtol=1e-5, atol=1e-5)

@@ -163,6 +163,12 @@ def mask_rcnn_train_step_seconds(*, image_size, batch_size: int, num_classes: in
     targets = _targets(torch, rng, batch_size=batch_size, image_size=(h, w),
                        num_classes=num_classes, objects=objects, keypoints=keypoints)
 
+    # RoIs reaching the mask (keypoint) head: torchvision runs it on the positives only.
+    head_rois = []
+    pooler = model.roi_heads.keypoint_roi_pool if keypoints else model.roi_heads.mask_roi_pool
+    pooler.register_forward_pre_hook(
+        lambda module, args: head_rois.append(sum(len(b) for b in args[1])))
+
     def step():
       losses = model(images, targets)
       loss = sum(losses.values())
@@ -177,6 +183,7 @@ def mask_rcnn_train_step_seconds(*, image_size, batch_size: int, num_classes: in
     for _ in range(steps):
       step()
     seconds = (time.perf_counter() - start) / max(steps, 1)
+    timed_rois = head_rois[-steps:] if steps else head_rois
   finally:
     torch.set_num_threads(previous_threads)
   return {
@@ -192,4 +199,5 @@ def mask_rcnn_train_step_seconds(*, image_size, batch_size: int, num_classes: in
       'image_size': (h, w),
       'batch_size': batch_size,
       'objects_per_image': objects,
+      'head_rois_per_image': float(np.mean(timed_rois)) / batch_size if timed_rois else 0.0,
   }

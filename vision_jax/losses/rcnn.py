@@ -123,8 +123,14 @@ def sample_rois(config, key: jax.Array, proposals: jax.Array, proposal_valid: ja
 
 
 def num_positive_slots(config) -> int:
-  """Static count of leading RoI slots that can hold positives (mask/keypoint heads)."""
-  return max(1, int(config.roi_batch_size_per_image * config.roi_positive_fraction))
+  """Static count of leading RoI slots the mask / keypoint heads train on.
+
+  All slots that can hold positives (`roi_batch_size_per_image * roi_positive_fraction`),
+  capped by `config.head_rois_per_image` when that is set.
+  """
+  slots = max(1, int(config.roi_batch_size_per_image * config.roi_positive_fraction))
+  cap = config.head_rois_per_image
+  return min(slots, cap) if cap else slots
 
 
 def box_head_losses(config, class_logits: jax.Array, box_deltas: jax.Array,

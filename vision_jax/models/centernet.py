@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from vision_jax.nn import norms
+from vision_jax.nn import pointwise
 from vision_jax.nn import resnet
 from vision_jax.nn import upsample
 from vision_jax.ops import heatmaps
@@ -82,8 +83,9 @@ class Head(nn.Module):
     x = nn.Conv(self.head_channels, (3, 3), padding=((1, 1), (1, 1)), dtype=dtype,
                 name='conv')(x)
     x = nn.relu(x)
-    x = nn.Conv(self.features, (1, 1), dtype=dtype, kernel_init=self.out_kernel_init,
-                bias_init=nn.initializers.constant(self.bias_init), name='out')(x)
+    x = pointwise.PointwiseConv(self.features, dtype=dtype, kernel_init=self.out_kernel_init,
+                                bias_init=nn.initializers.constant(self.bias_init),
+                                name='out')(x)
     return x.astype(jnp.float32)
 
 

@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vision_jax.nn import fpn as fpn_lib
+from vision_jax.nn import pointwise
 from vision_jax.nn import resnet
 from vision_jax.nn import upsample
 from vision_jax.ops import anchors as anchor_ops
@@ -77,6 +78,10 @@ class MaskRCNNConfig:
     rpn_box_loss_beta: smooth-L1 beta of the RPN box loss (0 = L1, detectron2).
     roi_batch_size_per_image, roi_positive_fraction, roi_iou_threshold: RoI sampling.
     box_loss_beta: smooth-L1 beta of the box head loss (0 = L1).
+    head_rois_per_image: static number of leading (positive) sampled RoIs the mask /
+      keypoint heads train on; 0 = all `roi_batch_size_per_image * roi_positive_fraction`
+      positive slots (detectron2). Smaller values cap the positives per image, as TF
+      Model Garden's `num_sampled_masks`, and cost proportionally less.
     pooler_sampling_ratio, pooler_aligned: RoIAlign of all heads (detectron2
       ROIAlignV2 = aligned; torchvision: not aligned, ratio 2).
     box_fc_dim: width of fc6 / fc7.
@@ -114,6 +119,7 @@ class MaskRCNNConfig:
   roi_positive_fraction: float = 0.25
   roi_iou_threshold: float = 0.5
   box_loss_beta: float = 0.0
+  head_rois_per_image: int = 0
   pooler_sampling_ratio: int = 2
   pooler_aligned: bool = True
   box_fc_dim: int = 1024
@@ -236,10 +242,10 @@ class RPNHead(nn.Module):
     """pyramid: list of [B, H_l, W_l, C] -> list of ([B, H_l W_l A], [B, H_l W_l A, 4])."""
     dtype = jnp.dtype(self.dtype)
     conv = _conv3x3(pyramid[0].shape[-1], dtype, 'conv', _normal(0.01))
-    objectness = nn.Conv(self.num_anchors, (1, 1), dtype=dtype, kernel_init=_normal(0.01),
-                         name='objectness')
-    deltas = nn.Conv(4 * self.num_anchors, (1, 1), dtype=dtype,
-                     kernel_init=_normal(0.01), name='deltas')
+    objectness = pointwise.PointwiseConv(self.num_anchors, dtype=dtype,
+                                         kernel_init=_normal(0.01), name='objectness')
+    deltas = pointwise.PointwiseConv(4 * self.num_anchors, dtype=dtype,
+                                     kernel_init=_normal(0.01), name='deltas')
     outputs = []
     for x in pyramid:
       t = nn.relu(conv(x))
@@ -283,8 +289,8 @@ class MaskHead(nn.Module):
     for i in range(self.num_convs):
       x = nn.relu(_conv3x3(self.conv_dim, dtype, f'mask_fcn{i + 1}')(x))
     x = nn.relu(upsample.ConvTranspose2x2(self.conv_dim, dtype=dtype, name='deconv')(x))
-    x = nn.Conv(self.num_classes + 1, (1, 1), dtype=dtype, kernel_init=_normal(0.001),
-                name='mask_fcn_logits')(x)
+    x = pointwise.PointwiseConv(self.num_classes + 1, dtype=dtype,
+                                kernel_init=_normal(0.001), name='mask_fcn_logits')(x)
     return x.reshape(b, r, *x.shape[1:]).astype(jnp.float32)
 
 

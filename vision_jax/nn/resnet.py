@@ -26,6 +26,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from vision_jax.nn import norms
+from vision_jax.nn import pointwise
 
 # name -> (block kind, blocks per stage).
 ARCHITECTURES = {
@@ -57,6 +58,9 @@ def _architecture(name: str):
 
 
 def _conv(features, kernel, stride, dtype, name):
+  if kernel == 1:
+    return pointwise.PointwiseConv(features, stride, use_bias=False, dtype=dtype,
+                                   kernel_init=conv_kernel_init, name=name)
   pad = (kernel - 1) // 2
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
                  padding=((pad, pad), (pad, pad)), use_bias=False, dtype=dtype,

@@ -59,6 +59,10 @@ class MaskRCNNTask(base.Task):
     checkpoint = self.config.get('init', {}).get('torchvision_checkpoint')
     if checkpoint:
       variables = self._from_torchvision(variables, checkpoint)
+    elif self.model_config.norm == 'frozen_batch':
+      logging.warning('model.norm=frozen_batch without init.torchvision_checkpoint: the '
+                      'backbone norms stay identities (pretrained statistics expected); '
+                      'set init.torchvision_checkpoint or use model.norm=batch / group')
     params = variables.pop('params')
     tx = optim.make_optimizer(self.config.optimizer, total_steps)
     return TrainState.create(params, tx, dict(variables))
@@ -101,10 +105,24 @@ class MaskRCNNTask(base.Task):
     terms['box_cls'], terms['box_reg'] = rcnn_losses.box_head_losses(
         cfg, class_logits, box_deltas, sample)
 
-    # Mask and keypoint heads see the positive RoIs, which lead each image's sample.
-    n = rcnn_losses.num_positive_slots(cfg)
-    rois, positive = sample.boxes[:, :n], sample.positive[:, :n]
-    gt_index, labels = sample.gt_index[:, :n], sample.labels[:, :n]
+    if cfg.mask_head or cfg.keypoint_head:
+      # The heads see the leading RoI slots of each sample, where the positives are. (A
+      # lax.switch over smaller slot counts would follow the positives actually present,
+      # but XLA:CPU runs conditional branches ~60x slower than straight-line code.)
+      terms.update(self._positive_roi_losses(variables, pyramid, batch, sample,
+                                             slots=rcnn_losses.num_positive_slots(cfg)))
+    loss = sum(self.loss_weights[name] * value for name, value in terms.items())
+    metrics = {'loss': loss, **{f'{name}_loss': value for name, value in terms.items()},
+               'positive_rois': jnp.sum(sample.positive) / sample.positive.shape[0],
+               'proposals': jnp.sum(proposal_valid) / proposal_valid.shape[0]}
+    return loss, (metrics, updates)
+
+  def _positive_roi_losses(self, variables, pyramid, batch, sample, *, slots):
+    """Mask / keypoint losses on the first `slots` RoIs of each image (positives lead)."""
+    cfg, model = self.model_config, self.model
+    rois, positive = sample.boxes[:, :slots], sample.positive[:, :slots]
+    gt_index, labels = sample.gt_index[:, :slots], sample.labels[:, :slots]
+    terms = {}
     if cfg.mask_head:
       mask_logits = model.apply(variables, pyramid, rois, method=mask_rcnn.MaskRCNN.mask_head)
       targets = rcnn_losses.crop_masks(batch['masks'], gt_index, rois, mask_logits.shape[2])
@@ -115,11 +133,7 @@ class MaskRCNNTask(base.Task):
       keypoints = jnp.take_along_axis(batch['keypoints'], gt_index[:, :, None, None], axis=1)
       index, valid = rcnn_losses.keypoint_targets(keypoints, rois, heatmaps.shape[2])
       terms['keypoint'] = rcnn_losses.keypoint_loss(heatmaps, index, valid & positive[..., None])
-    loss = sum(self.loss_weights[name] * value for name, value in terms.items())
-    metrics = {'loss': loss, **{f'{name}_loss': value for name, value in terms.items()},
-               'positive_rois': jnp.sum(sample.positive) / sample.positive.shape[0],
-               'proposals': jnp.sum(proposal_valid) / proposal_valid.shape[0]}
-    return loss, (metrics, updates)
+    return terms
 
   def train_step(self, state, batch, rng):
     grad_fn = jax.grad(self.losses, has_aux=True)
