@@ -115,3 +115,28 @@ def test_coco_config_without_a_folder_names_the_key_to_set(tmp_path):
        f'--workdir={tmp_path / "w"}'], cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert out.returncode == 2 and 'data.coco_root' in out.stderr
   assert 'Traceback' not in out.stderr
+
+
+def test_head_losses_on_the_smallest_slot_bucket_equal_all_slots(tmp_path, monkeypatch):
+  import jax  # pylint: disable=g-import-not-at-top
+  from vision_jax.losses import rcnn  # pylint: disable=g-import-not-at-top
+  from vision_jax.tasks import base  # pylint: disable=g-import-not-at-top
+  from vision_jax.train import config as config_lib  # pylint: disable=g-import-not-at-top
+  config = config_lib.load_config(
+      os.path.join(ROOT, 'experiments', 'mask_rcnn_shapes.py') + ':tiny',
+      [f'data.data_dir={tmp_path}', 'model.roi_batch_size_per_image=128'])
+  task = base.create_task(config)
+  assert rcnn.positive_slot_buckets(task.model_config) == (8, 16, 32)
+  state = task.init_state(jax.random.key(0), 10)
+  batch = next(task.train_data(start_batch=0, process_index=0, process_count=1))
+
+  def losses():  # traced afresh on each call
+    return jax.jit(lambda: task.losses(state.params, state.model_state, batch,
+                                       jax.random.key(1))[1][0])()
+
+  bucketed = losses()
+  assert 0 < float(bucketed['positive_rois']) <= 8  # few positives: a small branch runs
+  monkeypatch.setattr(rcnn, 'positive_slot_buckets', lambda config: (32,))
+  everything = losses()
+  for name in ('mask_loss', 'loss'):
+    np.testing.assert_allclose(bucketed[name], everything[name], rtol=1e-5, err_msg=name)

@@ -7,6 +7,8 @@ Modules
   datasets             get_builder / load_split: prepare procedural builders on first
                        use; catalog data absent -> DatasetNotFoundError (no download).
   synthetic_shapes     the procedural shapes dataset (class ids, keypoint names).
+  coco_format          a local COCO-format folder (COCO 2017 unzipped, or your own
+                       images + annotation json) as a TFDS builder, prepared on first use.
   detection_pipeline   make_detection_dataset(...) -> iterator of contract batches.
   detection_sources    per-dataset adapters and metadata (class names, keypoints).
   detection_transforms per-example TF geometry (flip, scale jitter, crop, pad).

@@ -14,6 +14,7 @@ PRNG keys for the samplers. Conventions of `vision_jax.models.mask_rcnn`: box-he
                     divided by the number of sampled RoIs
   crop_masks        RoIAlign (aligned, 2x2 samples per bin) of the matched ground-truth
                     mask, as a gather: the 0/1 mask targets of the mask head
+  positive_slot_buckets  the static RoI counts the mask / keypoint heads are compiled for
   mask_loss         per-pixel BCE on the ground-truth class channel, mean over positives
   keypoint_targets  torchvision's keypoints_to_heatmap: the flat heatmap cell of each
                     visible keypoint inside its RoI
@@ -133,6 +134,21 @@ def num_positive_slots(config) -> int:
   return min(slots, cap) if cap else slots
 
 
+def positive_slot_buckets(config) -> tuple[int, ...]:
+  """Static RoI counts the mask / keypoint heads are compiled for: 8, 16, ... up to n.
+
+  n = `num_positive_slots`. The train step runs the smallest count that holds every
+  image's positives, so the heads cost what the positives present need.
+  """
+  n = num_positive_slots(config)
+  sizes = {n}
+  size = 8
+  while size < n:
+    sizes.add(size)
+    size *= 2
+  return tuple(sorted(sizes))
+
+
 def box_head_losses(config, class_logits: jax.Array, box_deltas: jax.Array,
                     sample: RoiSample) -> tuple[jax.Array, jax.Array]:
   """(classification loss, box regression loss) of the box head, float32 scalars.
@@ -167,7 +183,7 @@ def crop_masks(masks: jax.Array, gt_index: jax.Array, boxes: jax.Array, size: in
   """
   b, m, h, w = masks.shape
   r = boxes.shape[1]
-  flat = masks.reshape(-1)
+  flat = jnp.asarray(masks).reshape(-1)
   offsets = (jnp.arange(size)[:, None] + (jnp.arange(sampling_ratio) + 0.5)[None, :]
              / sampling_ratio).reshape(-1) / size  # [S * n] fractions of the box
 

@@ -232,6 +232,11 @@ def _conv3x3(features, dtype, name, kernel_init=_MSRA_FILL):
                  kernel_init=kernel_init, name=name)
 
 
+def _head_conv3x3(features, dtype, name):
+  """The RoI heads' 3x3 convs, as dots: they train inside a lax.switch (see nn.pointwise)."""
+  return pointwise.DotConv(features, 3, dtype=dtype, kernel_init=_MSRA_FILL, name=name)
+
+
 class RPNHead(nn.Module):
   """Shared 3x3 conv + ReLU, then objectness logits (A) and box deltas (4A) per level."""
   num_anchors: int
@@ -287,7 +292,7 @@ class MaskHead(nn.Module):
     b, r = pooled.shape[:2]
     x = pooled.reshape(b * r, *pooled.shape[2:]).astype(dtype)
     for i in range(self.num_convs):
-      x = nn.relu(_conv3x3(self.conv_dim, dtype, f'mask_fcn{i + 1}')(x))
+      x = nn.relu(_head_conv3x3(self.conv_dim, dtype, f'mask_fcn{i + 1}')(x))
     x = nn.relu(upsample.ConvTranspose2x2(self.conv_dim, dtype=dtype, name='deconv')(x))
     x = pointwise.PointwiseConv(self.num_classes + 1, dtype=dtype,
                                 kernel_init=_normal(0.001), name='mask_fcn_logits')(x)
@@ -307,9 +312,9 @@ class KeypointHead(nn.Module):
     b, r = pooled.shape[:2]
     x = pooled.reshape(b * r, *pooled.shape[2:]).astype(dtype)
     for i in range(self.num_convs):
-      x = nn.relu(_conv3x3(self.conv_dim, dtype, f'conv_fcn{i + 1}')(x))
+      x = nn.relu(_head_conv3x3(self.conv_dim, dtype, f'conv_fcn{i + 1}')(x))
     x = upsample.ConvTranspose4x4(self.num_keypoints, dtype=dtype, use_bias=True,
-                                  name='kps_score_lowres')(x)
+                                  by_dots=True, name='kps_score_lowres')(x)
     n, h, w, k = x.shape
     x = jax.image.resize(x.astype(jnp.float32), (n, 2 * h, 2 * w, k), method='linear')
     return x.reshape(b, r, 2 * h, 2 * w, k)

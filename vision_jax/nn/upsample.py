@@ -15,6 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vision_jax.nn import pointwise
+
 _FAN_OUT_RELU = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 
 
@@ -57,6 +59,7 @@ class ConvTranspose4x4(nn.Module):
   dtype: Any = jnp.float32
   use_bias: bool = False
   kernel_init: Any = _FAN_OUT_RELU
+  by_dots: bool = False  # `pointwise.conv_by_dots` (fast under lax.cond on XLA:CPU)
 
   # Output phase r (even / odd row or column) -> (kernel taps, padding) of its 2x2 conv:
   # out[2m] = x[m-1] W[3] + x[m] W[1];  out[2m+1] = x[m] W[2] + x[m+1] W[0].
@@ -75,9 +78,12 @@ class ConvTranspose4x4(nn.Module):
       cols = []
       for taps_x, pad_x in self._PHASES:
         k = kernel[jnp.array(taps_y)][:, jnp.array(taps_x)]  # [2, 2, out, in]
-        cols.append(jax.lax.conv_general_dilated(
-            x, k.transpose(0, 1, 3, 2), (1, 1), (pad_y, pad_x),
-            dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
+        if self.by_dots:
+          cols.append(pointwise.conv_by_dots(x, k.transpose(0, 1, 3, 2), (pad_y, pad_x)))
+        else:
+          cols.append(jax.lax.conv_general_dilated(
+              x, k.transpose(0, 1, 3, 2), (1, 1), (pad_y, pad_x),
+              dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
       rows.append(jnp.stack(cols, axis=3))  # [B, h, w, 2 (x phase), out]
     y = jnp.stack(rows, axis=2)  # [B, h, 2 (y phase), w, 2 (x phase), out]
     b, h, w = x.shape[:3]

@@ -5,6 +5,8 @@ FPN, RPN losses on sampled anchors, proposals (top-k, NMS), RoI sampling with th
 truth appended, box-head losses, and the mask / keypoint losses on the positive RoIs.
 Prediction runs `rcnn_inference.predict` (detections, pasted masks, keypoints).
 """
+import functools
+
 from absl import logging
 import jax
 import jax.numpy as jnp
@@ -106,11 +108,14 @@ class MaskRCNNTask(base.Task):
         cfg, class_logits, box_deltas, sample)
 
     if cfg.mask_head or cfg.keypoint_head:
-      # The heads see the leading RoI slots of each sample, where the positives are. (A
-      # lax.switch over smaller slot counts would follow the positives actually present,
-      # but XLA:CPU runs conditional branches ~60x slower than straight-line code.)
-      terms.update(self._positive_roi_losses(variables, pyramid, batch, sample,
-                                             slots=rcnn_losses.num_positive_slots(cfg)))
+      # The heads see the leading RoI slots, where the positives are; they run on the
+      # smallest compiled slot count that holds every image's positives (the losses
+      # equal those over all slots: the extra slots are not positive).
+      buckets = rcnn_losses.positive_slot_buckets(cfg)
+      most = jnp.max(jnp.sum(sample.positive, axis=1))
+      branch = jnp.searchsorted(jnp.asarray(buckets), most)
+      branches = [functools.partial(self._positive_roi_losses, slots=k) for k in buckets]
+      terms.update(jax.lax.switch(branch, branches, variables, pyramid, batch, sample))
     loss = sum(self.loss_weights[name] * value for name, value in terms.items())
     metrics = {'loss': loss, **{f'{name}_loss': value for name, value in terms.items()},
                'positive_rois': jnp.sum(sample.positive) / sample.positive.shape[0],
