@@ -232,9 +232,19 @@ def _conv3x3(features, dtype, name, kernel_init=_MSRA_FILL):
                  kernel_init=kernel_init, name=name)
 
 
-def _head_conv3x3(features, dtype, name):
-  """The RoI heads' 3x3 convs, as dots: they train inside a lax.switch (see nn.pointwise)."""
-  return pointwise.DotConv(features, 3, dtype=dtype, kernel_init=_MSRA_FILL, name=name)
+def _roi_conv_stack(pooled, num_convs, conv_dim, prefix, dtype):
+  """Pooled [B, R, S, S, C] -> [B * R, S, S, conv_dim]: `num_convs` x (3x3 conv + ReLU).
+
+  The convs are dots (`pointwise.DotConv`): the heads train inside a lax.switch, where
+  XLA:CPU's convolution gradients are slow (see nn.pointwise). Called inside a compact
+  module, the convs are its children `{prefix}1 .. {prefix}{num_convs}`.
+  """
+  b, r = pooled.shape[:2]
+  x = pooled.reshape(b * r, *pooled.shape[2:]).astype(dtype)
+  for i in range(num_convs):
+    x = nn.relu(pointwise.DotConv(conv_dim, 3, dtype=dtype, kernel_init=_MSRA_FILL,
+                                  name=f'{prefix}{i + 1}')(x))
+  return x
 
 
 class RPNHead(nn.Module):
@@ -290,9 +300,7 @@ class MaskHead(nn.Module):
   def __call__(self, pooled):
     dtype = jnp.dtype(self.dtype)
     b, r = pooled.shape[:2]
-    x = pooled.reshape(b * r, *pooled.shape[2:]).astype(dtype)
-    for i in range(self.num_convs):
-      x = nn.relu(_head_conv3x3(self.conv_dim, dtype, f'mask_fcn{i + 1}')(x))
+    x = _roi_conv_stack(pooled, self.num_convs, self.conv_dim, 'mask_fcn', dtype)
     x = nn.relu(upsample.ConvTranspose2x2(self.conv_dim, dtype=dtype, name='deconv')(x))
     x = pointwise.PointwiseConv(self.num_classes + 1, dtype=dtype,
                                 kernel_init=_normal(0.001), name='mask_fcn_logits')(x)
@@ -310,9 +318,7 @@ class KeypointHead(nn.Module):
   def __call__(self, pooled):
     dtype = jnp.dtype(self.dtype)
     b, r = pooled.shape[:2]
-    x = pooled.reshape(b * r, *pooled.shape[2:]).astype(dtype)
-    for i in range(self.num_convs):
-      x = nn.relu(_head_conv3x3(self.conv_dim, dtype, f'conv_fcn{i + 1}')(x))
+    x = _roi_conv_stack(pooled, self.num_convs, self.conv_dim, 'conv_fcn', dtype)
     x = upsample.ConvTranspose4x4(self.num_keypoints, dtype=dtype, use_bias=True,
                                   by_dots=True, name='kps_score_lowres')(x)
     n, h, w, k = x.shape

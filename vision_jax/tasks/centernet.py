@@ -16,12 +16,13 @@ from vision_jax.losses import focal, regression
 from vision_jax.models import centernet
 from vision_jax.ops import heatmaps
 from vision_jax.tasks import base
+from vision_jax.tasks import detection_data
 from vision_jax.train import optim
 from vision_jax.train.state import TrainState
 from vision_jax.viz import draw
 
 
-class CenterNetTask(base.Task):
+class CenterNetTask(detection_data.DetectionData, base.Task):
 
   def __init__(self, config):
     super().__init__(config)
@@ -71,20 +72,6 @@ class CenterNetTask(base.Task):
     outputs = self.model.apply(state.variables, batch['image'], train=False)
     return centernet.decode(outputs, max_detections=self.config.eval.max_detections,
                             stride=centernet.OUTPUT_STRIDE)
-
-  def _data(self, split, training, batch_size, **kwargs):
-    return detection_pipeline.make_detection_dataset_from_config(
-        self.config.data, split=split, batch_size=batch_size, training=training,
-        seed=self.config.seed, **kwargs)
-
-  def train_data(self, *, start_batch, process_index, process_count):
-    return self._data(self.config.data.train_split, True, self.config.train.batch_size,
-                      start_batch=start_batch, process_index=process_index,
-                      process_count=process_count)
-
-  def eval_data(self, *, process_index, process_count):
-    return self._data(self.config.data.eval_split, False, self.config.eval.batch_size,
-                      process_index=process_index, process_count=process_count)
 
   def make_evaluator(self):
     return coco.CocoEvaluator(self.source.class_names,

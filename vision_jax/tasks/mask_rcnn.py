@@ -18,6 +18,7 @@ from vision_jax.losses import rcnn as rcnn_losses
 from vision_jax.models import mask_rcnn
 from vision_jax.models import rcnn_inference
 from vision_jax.tasks import base
+from vision_jax.tasks import detection_data
 from vision_jax.train import config as config_lib
 from vision_jax.train import optim
 from vision_jax.train.state import TrainState
@@ -33,7 +34,7 @@ def image_sizes(batch: dict, image_size) -> jax.Array:
   return jnp.minimum(size, jnp.asarray(image_size, jnp.float32)).astype(jnp.int32)
 
 
-class MaskRCNNTask(base.Task):
+class MaskRCNNTask(detection_data.DetectionData, base.Task):
 
   def __init__(self, config):
     super().__init__(config)
@@ -149,21 +150,10 @@ class MaskRCNNTask(base.Task):
     sizes = image_sizes(batch, self.image_size) if 'orig_size' in batch else None
     return rcnn_inference.predict(self.model, state.variables, batch['image'], sizes)
 
-  def _data(self, split, training, batch_size, **kwargs):
+  def data_options(self):
     cfg = self.model_config
-    return detection_pipeline.make_detection_dataset_from_config(
-        self.config.data, split=split, batch_size=batch_size, training=training,
-        seed=self.config.seed, with_masks=cfg.mask_head,
-        num_keypoints=self.source.num_keypoints if cfg.keypoint_head else 0, **kwargs)
-
-  def train_data(self, *, start_batch, process_index, process_count):
-    return self._data(self.config.data.train_split, True, self.config.train.batch_size,
-                      start_batch=start_batch, process_index=process_index,
-                      process_count=process_count)
-
-  def eval_data(self, *, process_index, process_count):
-    return self._data(self.config.data.eval_split, False, self.config.eval.batch_size,
-                      process_index=process_index, process_count=process_count)
+    return {'with_masks': cfg.mask_head,
+            'num_keypoints': self.source.num_keypoints if cfg.keypoint_head else 0}
 
   def make_evaluator(self):
     cfg = self.model_config
