@@ -191,5 +191,5 @@ def test_pointwise_conv_equals_a_1x1_convolution():
   x = np.random.default_rng(0).normal(size=(2, 5, 7, 6)).astype(np.float32)
   conv = flax_nn.Conv(4, (1, 1), strides=(2, 2), padding='VALID')
   variables = conv.init(jax.random.key(0), x)
-  ours = pointwise.PointwiseConv(4, strides=2).apply(variables, x)
+  ours = pointwise.DotConv(4, 1, strides=2).apply(variables, x)
   np.testing.assert_allclose(ours, conv.apply(variables, x), rtol=1e-5, atol=1e-5)

@@ -83,7 +83,7 @@ class Head(nn.Module):
     x = nn.Conv(self.head_channels, (3, 3), padding=((1, 1), (1, 1)), dtype=dtype,
                 name='conv')(x)
     x = nn.relu(x)
-    x = pointwise.PointwiseConv(self.features, dtype=dtype, kernel_init=self.out_kernel_init,
+    x = pointwise.DotConv(self.features, 1, dtype=dtype, kernel_init=self.out_kernel_init,
                                 bias_init=nn.initializers.constant(self.bias_init),
                                 name='out')(x)
     return x.astype(jnp.float32)

@@ -39,7 +39,6 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from vision_jax.nn import fpn as fpn_lib
 from vision_jax.nn import pointwise
@@ -210,14 +209,8 @@ def anchors(config: MaskRCNNConfig, image_size: Sequence[int]) -> list[jax.Array
   h, w = image_size
   grids = [(-(-h // 2**l), -(-w // 2**l)) for l in range(MIN_LEVEL, MAX_LEVEL + 1)]
   strides = [2**l for l in range(MIN_LEVEL, MAX_LEVEL + 1)]
-  sizes = anchor_ops._per_level(config.anchor_sizes, len(grids), 'anchor_sizes')  # pylint: disable=protected-access
-  out = []
-  for grid, stride, level_sizes in zip(grids, strides, sizes):
-    cells = anchor_ops.cell_anchors(level_sizes, config.aspect_ratios)
-    if config.anchor_round:
-      cells = np.round(cells)
-    out.append(jnp.asarray(anchor_ops.grid_anchors(grid, stride, cells)))
-  return out
+  return anchor_ops.multilevel_anchors(grids, strides, config.anchor_sizes,
+                                       [config.aspect_ratios], round_cells=config.anchor_round)
 
 
 # Initializers (detectron2's): RPN and classifier normal(0.01), box regressor
@@ -257,9 +250,9 @@ class RPNHead(nn.Module):
     """pyramid: list of [B, H_l, W_l, C] -> list of ([B, H_l W_l A], [B, H_l W_l A, 4])."""
     dtype = jnp.dtype(self.dtype)
     conv = _conv3x3(pyramid[0].shape[-1], dtype, 'conv', _normal(0.01))
-    objectness = pointwise.PointwiseConv(self.num_anchors, dtype=dtype,
+    objectness = pointwise.DotConv(self.num_anchors, 1, dtype=dtype,
                                          kernel_init=_normal(0.01), name='objectness')
-    deltas = pointwise.PointwiseConv(4 * self.num_anchors, dtype=dtype,
+    deltas = pointwise.DotConv(4 * self.num_anchors, 1, dtype=dtype,
                                      kernel_init=_normal(0.01), name='deltas')
     outputs = []
     for x in pyramid:
@@ -302,7 +295,7 @@ class MaskHead(nn.Module):
     b, r = pooled.shape[:2]
     x = _roi_conv_stack(pooled, self.num_convs, self.conv_dim, 'mask_fcn', dtype)
     x = nn.relu(upsample.ConvTranspose2x2(self.conv_dim, dtype=dtype, name='deconv')(x))
-    x = pointwise.PointwiseConv(self.num_classes + 1, dtype=dtype,
+    x = pointwise.DotConv(self.num_classes + 1, 1, dtype=dtype,
                                 kernel_init=_normal(0.001), name='mask_fcn_logits')(x)
     return x.reshape(b, r, *x.shape[1:]).astype(jnp.float32)
 

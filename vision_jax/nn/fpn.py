@@ -53,7 +53,7 @@ class FPN(nn.Module):
 
     def conv(kernel, name):
       if kernel == 1:
-        layer = pointwise.PointwiseConv(self.channels, use_bias=not with_norm, dtype=dtype,
+        layer = pointwise.DotConv(self.channels, 1, use_bias=not with_norm, dtype=dtype,
                                         kernel_init=fpn_kernel_init, name=name)
       else:
         pad = (kernel - 1) // 2

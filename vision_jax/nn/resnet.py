@@ -59,7 +59,7 @@ def _architecture(name: str):
 
 def _conv(features, kernel, stride, dtype, name):
   if kernel == 1:
-    return pointwise.PointwiseConv(features, stride, use_bias=False, dtype=dtype,
+    return pointwise.DotConv(features, 1, strides=stride, use_bias=False, dtype=dtype,
                                    kernel_init=conv_kernel_init, name=name)
   pad = (kernel - 1) // 2
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride),

@@ -75,7 +75,8 @@ def num_cell_anchors(sizes, aspect_ratios, num_levels: int) -> list[int]:
 
 
 def multilevel_anchors(grid_sizes: Sequence[Sequence[int]], strides: Sequence[float],
-                       sizes, aspect_ratios, offset: float = 0.0) -> list[jax.Array]:
+                       sizes, aspect_ratios, offset: float = 0.0,
+                       round_cells: bool = False) -> list[jax.Array]:
   """Anchors of every level, as detectron2's DefaultAnchorGenerator.
 
   Args:
@@ -85,6 +86,7 @@ def multilevel_anchors(grid_sizes: Sequence[Sequence[int]], strides: Sequence[fl
       [[32], [64], [128], [256], [512]]; a single list is used for every level.
     aspect_ratios: height / width ratios, e.g. [[0.5, 1.0, 2.0]]; one list is broadcast.
     offset: anchor centre within a cell, see `grid_anchors`.
+    round_cells: round the cell anchors to integers (torchvision's AnchorGenerator).
 
   Returns:
     One [H_l * W_l * A_l, 4] float32 array per level (x1, y1, x2, y2) in input pixels.
@@ -96,5 +98,10 @@ def multilevel_anchors(grid_sizes: Sequence[Sequence[int]], strides: Sequence[fl
     raise ValueError(f'offset must be in [0, 1), got {offset}')
   sizes = _per_level(sizes, num_levels, 'sizes')
   ratios = _per_level(aspect_ratios, num_levels, 'aspect_ratios')
-  return [jnp.asarray(grid_anchors(g, s, cell_anchors(sz, r), offset))
-          for g, s, sz, r in zip(grid_sizes, strides, sizes, ratios)]
+  out = []
+  for grid, stride, level_sizes, level_ratios in zip(grid_sizes, strides, sizes, ratios):
+    cells = cell_anchors(level_sizes, level_ratios)
+    if round_cells:
+      cells = np.round(cells)
+    out.append(jnp.asarray(grid_anchors(grid, stride, cells, offset)))
+  return out
