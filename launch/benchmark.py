@@ -53,6 +53,8 @@ def _torchvision_reference(config, results: dict) -> dict:
       'torchvision_backbone_norm': reference['backbone_norm'],
       'torchvision_torch_threads': reference['torch_threads'],
       'torchvision_head_rois_per_image': reference['head_rois_per_image'],
+      'torchvision_box_head_rois_per_image': reference['box_head_rois_per_image'],
+      'torchvision_losses_finite': reference['losses_finite'],
       'torch_version': reference['torch_version'],
       'torchvision_version': reference['torchvision_version'],
   }

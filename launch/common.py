@@ -5,7 +5,11 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from vision_jax import xla_flags
 from vision_jax.train import config as config_lib
+
+# Before any JAX computation: XLA reads its flags when the first backend starts.
+xla_flags.apply_defaults()
 
 flags.DEFINE_string('config', None, 'Experiment file, optionally with a variant: '
                     'experiments/centernet_shapes.py[:tiny]. Override any value with '

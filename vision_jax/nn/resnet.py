@@ -25,6 +25,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from vision_jax.nn import max_pool
 from vision_jax.nn import norms
 from vision_jax.nn import pointwise
 
@@ -181,7 +182,7 @@ class ResNet(nn.Module):
     x = jnp.asarray(images, dtype)
     x = _conv(self.width, 7, 2, dtype, 'conv1')(x)
     x = nn.relu(norm(name='bn1')(x))
-    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    x = max_pool.max_pool(x, 3, 2, 1)
     features = {}
     for i, num_blocks in enumerate(self.stage_sizes):
       x = ResLayer(self.block, self.width * 2**i, num_blocks, stride=1 if i == 0 else 2,

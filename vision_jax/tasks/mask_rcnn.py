@@ -17,6 +17,7 @@ from vision_jax.evaluation import coco
 from vision_jax.losses import rcnn as rcnn_losses
 from vision_jax.models import mask_rcnn
 from vision_jax.models import rcnn_inference
+from vision_jax.ops import switch
 from vision_jax.tasks import base
 from vision_jax.tasks import detection_data
 from vision_jax.train import config as config_lib
@@ -25,6 +26,8 @@ from vision_jax.train.state import TrainState
 from vision_jax.viz import draw
 
 MASK_SIZE = 28  # mask head output side
+# Heads that train on the positive RoIs only (their names in the parameter tree).
+POSITIVE_ROI_HEADS = ('mask_predictor', 'keypoint_predictor')
 LOSS_NAMES = ('rpn_objectness', 'rpn_box', 'box_cls', 'box_reg', 'mask', 'keypoint')
 
 
@@ -108,24 +111,40 @@ class MaskRCNNTask(detection_data.DetectionData, base.Task):
     terms['box_cls'], terms['box_reg'] = rcnn_losses.box_head_losses(
         cfg, class_logits, box_deltas, sample)
 
+    loss = sum(self.loss_weights[name] * value for name, value in terms.items())
     if cfg.mask_head or cfg.keypoint_head:
       # The heads see the leading RoI slots, where the positives are; they run on the
       # smallest compiled slot count that holds every image's positives (the losses
-      # equal those over all slots: the extra slots are not positive).
+      # equal those over all slots: the extra slots are not positive). `switch_loss`
+      # keeps the untaken branches from costing anything under autodiff.
       buckets = rcnn_losses.positive_slot_buckets(cfg)
       most = jnp.max(jnp.sum(sample.positive, axis=1))
       branch = jnp.searchsorted(jnp.asarray(buckets), most)
       branches = [functools.partial(self._positive_roi_losses, slots=k) for k in buckets]
-      terms.update(jax.lax.switch(branch, branches, variables, pyramid, batch, sample))
-    loss = sum(self.loss_weights[name] * value for name, value in terms.items())
+      head_params = {name: params[name] for name in POSITIVE_ROI_HEADS if name in params}
+      head_loss, head_terms = switch.switch_loss(branch, branches, (head_params, pyramid),
+                                                 (batch, sample))
+      loss = loss + head_loss
+      terms.update(head_terms)
     metrics = {'loss': loss, **{f'{name}_loss': value for name, value in terms.items()},
                'positive_rois': jnp.sum(sample.positive) / sample.positive.shape[0],
                'proposals': jnp.sum(proposal_valid) / proposal_valid.shape[0]}
     return loss, (metrics, updates)
 
-  def _positive_roi_losses(self, variables, pyramid, batch, sample, *, slots):
-    """Mask / keypoint losses on the first `slots` RoIs of each image (positives lead)."""
+  def _positive_roi_losses(self, head_inputs, data, *, slots):
+    """Mask / keypoint losses on the first `slots` RoIs of each image (positives lead).
+
+    Args:
+      head_inputs: (the heads' params {POSITIVE_ROI_HEADS name: ...}, FPN pyramid).
+      data: (batch, RoiSample).
+      slots: static RoI count per image.
+
+    Returns:
+      (weighted sum of the terms, {'mask': ..., 'keypoint': ...}).
+    """
+    (head_params, pyramid), (batch, sample) = head_inputs, data
     cfg, model = self.model_config, self.model
+    variables = {'params': head_params}
     rois, positive = sample.boxes[:, :slots], sample.positive[:, :slots]
     gt_index, labels = sample.gt_index[:, :slots], sample.labels[:, :slots]
     terms = {}
@@ -139,7 +158,7 @@ class MaskRCNNTask(detection_data.DetectionData, base.Task):
       keypoints = jnp.take_along_axis(batch['keypoints'], gt_index[:, :, None, None], axis=1)
       index, valid = rcnn_losses.keypoint_targets(keypoints, rois, heatmaps.shape[2])
       terms['keypoint'] = rcnn_losses.keypoint_loss(heatmaps, index, valid & positive[..., None])
-    return terms
+    return sum(self.loss_weights[name] * value for name, value in terms.items()), terms
 
   def train_step(self, state, batch, rng):
     grad_fn = jax.grad(self.losses, has_aux=True)
