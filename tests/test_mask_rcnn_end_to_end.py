@@ -130,13 +130,21 @@ def test_head_losses_on_the_smallest_slot_bucket_equal_all_slots(tmp_path, monke
   state = task.init_state(jax.random.key(0), 10)
   batch = next(task.train_data(start_batch=0, process_index=0, process_count=1))
 
-  def losses():  # traced afresh on each call
-    return jax.jit(lambda: task.losses(state.params, state.model_state, batch,
-                                       jax.random.key(1))[1][0])()
+  def losses_and_grads():  # traced afresh on each call
+    grad_fn = jax.grad(task.losses, has_aux=True)
+    return jax.jit(lambda: grad_fn(state.params, state.model_state, batch,
+                                   jax.random.key(1)))()
 
-  bucketed = losses()
+  grads, (bucketed, _) = losses_and_grads()
   assert 0 < float(bucketed['positive_rois']) <= 8  # few positives: a small branch runs
   monkeypatch.setattr(rcnn, 'positive_slot_buckets', lambda config: (32,))
-  everything = losses()
+  all_grads, (everything, _) = losses_and_grads()
   for name in ('mask_loss', 'loss'):
     np.testing.assert_allclose(bucketed[name], everything[name], rtol=1e-5, err_msg=name)
+  # Gradients too: the mask head's (taken inside the switch branch) and the backbone's
+  # (reached through the pyramid), as with every slot in one plain computation.
+  flat, all_flat = (jax.tree_util.tree_flatten_with_path(g)[0] for g in (grads, all_grads))
+  assert any('mask_predictor' in jax.tree_util.keystr(path) for path, _ in flat)
+  for (path, got), (_, want) in zip(flat, all_flat):
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6 * float(np.abs(want).max()),
+                               err_msg=jax.tree_util.keystr(path))

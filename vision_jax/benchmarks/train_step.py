@@ -41,6 +41,8 @@ def run(config, workdir: str, *, steps: int = 10, pipeline_batches: int = 20) ->
   compiled = trainer.train_step.lower(state, batch, key).compile()
   compile_s = time.perf_counter() - start
   flops_per_step = _flops(compiled)
+  # XLA's cost analysis adds up every branch of a conditional (lax.switch / cond).
+  counts_all_branches = ' conditional(' in compiled.as_text()
 
   state, metrics = compiled(state, batch, key)  # warm up
   jax.block_until_ready(metrics)
@@ -64,6 +66,8 @@ def run(config, workdir: str, *, steps: int = 10, pipeline_batches: int = 20) ->
       'achieved_flops_per_s': achieved,
       'matmul_flops_per_s': matmul,
       'ratio_to_matmul': achieved / matmul,
+      'flops_count': ('upper bound: counts every branch of the step\'s conditionals'
+                      if counts_all_branches else 'exact (XLA cost analysis)'),
       'pipeline_images_per_s': pipeline_images_per_s,
       'pipeline_to_train_ratio': pipeline_images_per_s / (batch_size / step_s),
       # The last timed step's metrics: a finite loss says the steps did real work.
