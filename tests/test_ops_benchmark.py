@@ -22,3 +22,12 @@ def test_nms_benchmark_and_unknown_op():
   assert results['nms_s'] > 0.0
   with pytest.raises(ValueError, match='roi_align'):
     ops_benchmark.run('no_such_op')
+
+
+def test_conv3x3_benchmark_reports_times_and_ratios():
+  results = ops_benchmark.run('conv3x3', batch=1, size=16, channels=8, repeats=1,
+                              use_torch=False)
+  for key in ('conv_fwd_s', 'conv_fwd_bwd_s', 'matmul_flops_per_s',
+              'conv_fwd_ratio_to_matmul', 'conv_fwd_bwd_ratio_to_matmul'):
+    assert results[key] > 0.0, key
+  assert 'xla_flags' in results and 'torchvision' in results

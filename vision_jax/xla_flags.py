@@ -3,12 +3,14 @@
   from vision_jax import xla_flags
   xla_flags.apply_defaults()      # before the first JAX computation
 
-XLA:CPU in jaxlib 0.10 hands dots to YNNPACK by default
-(`--xla_cpu_experimental_ynn_fusion_type=individual_dot`). Turning that off gives every
-dot and convolution gradient to Eigen, which on the x86 machines we measured is faster:
-a 4096^2 matmul 400 -> 460 GFLOP/s, a 3x3 256->256 convolution's forward + backward at
-128 x 128 245 -> 360 GFLOP/s, the Mask R-CNN R50-FPN train step 3.49 -> 3.00 s
-(`launch/benchmark.py`, 2 cores). Other backends ignore XLA:CPU flags.
+XLA:CPU in jaxlib 0.10 hands dots and convolutions to YNNPACK by default. An empty
+`--xla_cpu_experimental_ynn_fusion_type=` gives both back to Eigen, which on the x86
+machines we measured is faster: a 4096^2 matmul 408 -> 459 GFLOP/s, a [32768, 256] x
+[256, 256] dot 269 -> 319, a 3x3 256->256 convolution's forward + backward at 128 x 128
+256 -> 363 GFLOP/s (keeping YNNPACK for dots only, `=individual_dot`, fixes the
+convolution but not the dots); the Mask R-CNN R50-FPN train step 3.49 -> 3.00 s (2 cores).
+`python -m launch.benchmark --op=conv3x3` measures the convolution under the current
+XLA_FLAGS. Other backends ignore XLA:CPU flags.
 
 A flag the user already put in XLA_FLAGS wins. Defaults are added only for the jaxlib
 versions they were measured with: XLA aborts on a flag its version does not know.

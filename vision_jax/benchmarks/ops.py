@@ -22,6 +22,9 @@ input, 512 boxes per image, 7x7 output, sampling ratio 2):
   streams through the caches (every bilinear corner of every sample).
 
 `nms` times greedy NMS of 2000 boxes (RPN-sized) against torchvision.ops.nms.
+`conv3x3` times a 3x3 256 -> 256 convolution at FPN P2 size, forward and backward, as a
+ratio to the matmul rate and against torch's conv2d (the XLA flag check of
+`vision_jax.xla_flags`).
 All results are medians of `repeats` runs after a warm-up, measured in the same process;
 timings on a shared machine are noisy, so compare ratios from one quiet run.
 """
@@ -267,11 +270,63 @@ def _nms(num_boxes=2000, iou_threshold=0.7, max_output_size=1000, repeats=5, see
   return results
 
 
-_OPS = {'roi_align': _roi_align, 'nms': _nms}
+def _conv3x3(batch=2, size=128, channels=256, repeats=5, seed=0, use_torch=True) -> dict:
+  """A 3x3 stride-1 convolution at FPN P2 size (the FPN / RPN convs), NHWC, float32.
+
+  Forward and forward+backward (gradients w.r.t. input and kernel); FLOP/s as a ratio to
+  this machine's matmul rate, side by side with torch's conv2d. XLA:CPU's speed here
+  depends on XLA_FLAGS (`vision_jax.xla_flags`): run once with and once without a flag to
+  compare it.
+  """
+  import os  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  x_np = rng.normal(size=(batch, size, size, channels)).astype(np.float32)
+  k_np = (rng.normal(size=(3, 3, channels, channels)) * 0.01).astype(np.float32)
+
+  def conv(x, k):
+    return jax.lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)),
+                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+  forward = jax.jit(conv)
+  both = jax.jit(jax.grad(lambda x, k: jnp.sum(conv(x, k) ** 2), argnums=(0, 1)))
+  flops = 2.0 * batch * size * size * channels * channels * 9  # forward; backward is 2x
+  matmul = machine.matmul_flops_per_second()
+  results: dict[str, Any] = {
+      'case': f'{batch}x{size}x{size}x{channels} -> {channels}, 3x3',
+      'xla_flags': os.environ.get('XLA_FLAGS', ''),
+      'matmul_flops_per_s': matmul,
+      'conv_fwd_s': machine.time_fn(forward, x_np, k_np, repeats=repeats),
+      'conv_fwd_bwd_s': machine.time_fn(both, x_np, k_np, repeats=repeats),
+  }
+  results['conv_fwd_ratio_to_matmul'] = flops / results['conv_fwd_s'] / matmul
+  results['conv_fwd_bwd_ratio_to_matmul'] = 3 * flops / results['conv_fwd_bwd_s'] / matmul
+  torch, _ = _torch() if use_torch else (None, None)
+  if torch is None:
+    results['torchvision'] = 'not importable: our timings only'
+    return results
+  x = torch.tensor(x_np).permute(0, 3, 1, 2).contiguous().requires_grad_(True)
+  k = torch.tensor(k_np).permute(3, 2, 0, 1).contiguous().requires_grad_(True)
+
+  def torch_both():
+    x.grad = k.grad = None
+    (torch.nn.functional.conv2d(x, k, padding=1) ** 2).sum().backward()
+
+  with torch.no_grad():
+    results['torch_conv_fwd_s'] = _time_torch(
+        lambda: torch.nn.functional.conv2d(x, k, padding=1), repeats)
+  results['torch_conv_fwd_bwd_s'] = _time_torch(torch_both, repeats)
+  results['ratio_ours_to_torch_fwd'] = results['conv_fwd_s'] / results['torch_conv_fwd_s']
+  results['ratio_ours_to_torch_fwd_bwd'] = (results['conv_fwd_bwd_s']
+                                            / results['torch_conv_fwd_bwd_s'])
+  return results
+
+
+_OPS = {'roi_align': _roi_align, 'nms': _nms, 'conv3x3': _conv3x3}
 
 
 def run(op: str, **kwargs) -> dict:
-  """Benchmarks `op` ('roi_align' or 'nms'); kwargs override the case (see the functions)."""
+  """Benchmarks `op` ('roi_align', 'nms', 'conv3x3'); kwargs override the case (see the
+  functions)."""
   if op not in _OPS:
     raise ValueError(f'unknown op {op!r}; benchmarked ops: {sorted(_OPS)}')
   return _OPS[op](**kwargs)
