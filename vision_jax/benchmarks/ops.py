@@ -28,6 +28,7 @@ ratio to the matmul rate and against torch's conv2d (the XLA flag check of
 All results are medians of `repeats` runs after a warm-up, measured in the same process;
 timings on a shared machine are noisy, so compare ratios from one quiet run.
 """
+import os
 import time
 from typing import Any, Callable
 
@@ -278,7 +279,6 @@ def _conv3x3(batch=2, size=128, channels=256, repeats=5, seed=0, use_torch=True)
   depends on XLA_FLAGS (`vision_jax.xla_flags`): run once with and once without a flag to
   compare it.
   """
-  import os  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(seed)
   x_np = rng.normal(size=(batch, size, size, channels)).astype(np.float32)
   k_np = (rng.normal(size=(3, 3, channels, channels)) * 0.01).astype(np.float32)

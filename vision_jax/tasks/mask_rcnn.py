@@ -111,7 +111,7 @@ class MaskRCNNTask(detection_data.DetectionData, base.Task):
     terms['box_cls'], terms['box_reg'] = rcnn_losses.box_head_losses(
         cfg, class_logits, box_deltas, sample)
 
-    loss = sum(self.loss_weights[name] * value for name, value in terms.items())
+    loss = self._weighted_sum(terms)
     if cfg.mask_head or cfg.keypoint_head:
       # The heads see the leading RoI slots, where the positives are; they run on the
       # smallest compiled slot count that holds every image's positives (the losses
@@ -158,7 +158,10 @@ class MaskRCNNTask(detection_data.DetectionData, base.Task):
       keypoints = jnp.take_along_axis(batch['keypoints'], gt_index[:, :, None, None], axis=1)
       index, valid = rcnn_losses.keypoint_targets(keypoints, rois, heatmaps.shape[2])
       terms['keypoint'] = rcnn_losses.keypoint_loss(heatmaps, index, valid & positive[..., None])
-    return sum(self.loss_weights[name] * value for name, value in terms.items()), terms
+    return self._weighted_sum(terms), terms
+
+  def _weighted_sum(self, terms):
+    return sum(self.loss_weights[name] * value for name, value in terms.items())
 
   def train_step(self, state, batch, rng):
     grad_fn = jax.grad(self.losses, has_aux=True)
