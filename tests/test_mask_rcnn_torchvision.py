@@ -410,21 +410,32 @@ LIVE_BOXES = 64
 LIVE_KEYPOINT_BOXES = 16
 
 
-@pytest.fixture(scope='module')
-def live_maskrcnn():
-  """torchvision maskrcnn_resnet50_fpn (random, randomized) and both sides' outputs."""
+def _live_model(builder, *, seed, image_seed, num_boxes, boxes_seed, **kwargs):
+  """A random torchvision R-CNN at LIVE_SIZE, its image and boxes.
+
+  Returns (torch, generator module, model in eval mode, image, boxes). Random BN
+  statistics blow a random ResNet-50 up (all proposals degenerate): they are calibrated
+  on the image, then perturbed; logits stay unscaled (else softmax saturates).
+  """
   torch, generator = _torch_modules()
   from torchvision.models import detection  # pylint: disable=g-import-not-at-top
   torch.manual_seed(0)
-  model = detection.maskrcnn_resnet50_fpn(
-      weights=None, weights_backbone=None, num_classes=91, min_size=LIVE_SIZE,
-      max_size=LIVE_SIZE, box_score_thresh=0.0).eval()
-  image = generator.random_image(LIVE_SIZE, seed=3)
-  # Random BN statistics blow a random ResNet-50 up (all proposals degenerate):
-  # calibrate them on the image, then perturb; logits unscaled (else softmax saturates).
-  generator.randomize_(model, seed=0, logit_scale=1.0)
-  generator.calibrate_batch_norms_(model, image, seed=0)
-  boxes = generator.random_boxes(LIVE_BOXES, LIVE_SIZE, seed=4)
+  model = getattr(detection, builder)(
+      weights=None, weights_backbone=None, min_size=LIVE_SIZE, max_size=LIVE_SIZE,
+      box_score_thresh=0.0, **kwargs).eval()
+  image = generator.random_image(LIVE_SIZE, seed=image_seed)
+  generator.randomize_(model, seed=seed, logit_scale=1.0)
+  generator.calibrate_batch_norms_(model, image, seed=seed)
+  boxes = generator.random_boxes(num_boxes, LIVE_SIZE, seed=boxes_seed)
+  return torch, generator, model, image, boxes
+
+
+@pytest.fixture(scope='module')
+def live_maskrcnn():
+  """torchvision maskrcnn_resnet50_fpn (random, randomized) and both sides' outputs."""
+  torch, generator, model, image, boxes = _live_model(
+      'maskrcnn_resnet50_fpn', num_classes=91, seed=0, image_seed=3, num_boxes=LIVE_BOXES,
+      boxes_seed=4)
   ref = generator.reference_outputs(model, image, boxes)
   config, variables = mt.from_torchvision(model.state_dict())
   return dict(torch=torch, generator=generator, model=model, image=image, boxes=boxes,
@@ -451,16 +462,9 @@ def test_live_maskrcnn_resnet50_detections(live_maskrcnn):
 
 
 def test_live_keypointrcnn_resnet50_parity():
-  torch, generator = _torch_modules()
-  from torchvision.models import detection  # pylint: disable=g-import-not-at-top
-  torch.manual_seed(0)
-  model = detection.keypointrcnn_resnet50_fpn(
-      weights=None, weights_backbone=None, num_keypoints=17, min_size=LIVE_SIZE,
-      max_size=LIVE_SIZE, box_score_thresh=0.0).eval()
-  image = generator.random_image(LIVE_SIZE, seed=5)
-  generator.randomize_(model, seed=1, logit_scale=1.0)
-  generator.calibrate_batch_norms_(model, image, seed=1)
-  boxes = generator.random_boxes(LIVE_KEYPOINT_BOXES, LIVE_SIZE, seed=6)
+  torch, generator, model, image, boxes = _live_model(
+      'keypointrcnn_resnet50_fpn', num_keypoints=17, seed=1, image_seed=5,
+      num_boxes=LIVE_KEYPOINT_BOXES, boxes_seed=6)
   with torch.no_grad():
     x = generator.normalize(model, image)
     features = model.backbone(x)
