@@ -1,7 +1,7 @@
 """CenterNet ("Objects as Points", Zhou et al. 2019) with a ResNet backbone, and its decode.
 
   model = CenterNet(num_classes=3, backbone='resnet18', width=32)
-  variables = model.init(key, images)                      # images [B, H, W, 3] in [0, 1]
+  variables = model.init(key, images)                      # images [B, H, W, 3] uint8
   out, upd = model.apply(variables, images, train=True, mutable=['batch_stats'])
   dets = decode(out, max_detections=100)                   # inside jit
 
@@ -15,7 +15,7 @@ heads, each 3x3 conv (`head_channels`, bias) - ReLU - 1x1 conv:
   offset   [B, H/4, W/4, 2]  (dx, dy) sub-cell center offset in output units, in [0, 1).
 All outputs are float32 whatever the compute dtype. H and W must be multiples of 32.
 
-Targets matching these outputs: `vision_jax.ops.heatmaps.centernet_targets`.
+Targets matching these outputs: `vision_jax.losses.centernet.centernet_targets`.
 """
 import functools
 from typing import Any, Sequence
@@ -24,15 +24,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vision_jax.nn import conv as conv_lib
 from vision_jax.nn import norms
-from vision_jax.nn import pointwise
 from vision_jax.nn import resnet
 from vision_jax.nn import upsample
 from vision_jax.ops import heatmaps
+from vision_jax.ops import image as image_ops
 
 OUTPUT_STRIDE = 4
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 HEATMAP_BIAS_INIT = -2.19  # -log((1 - 0.1) / 0.1)
 UPSAMPLE_MODES = ('deconv', 'bilinear', 'nearest')
 
@@ -63,8 +62,8 @@ class UpsampleNeck(nn.Module):
       else:
         b, h, w, c = x.shape
         x = jax.image.resize(x, (b, 2 * h, 2 * w, c), method=self.upsample)
-        x = nn.Conv(ch, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, dtype=dtype,
-                    kernel_init=resnet.conv_kernel_init, name=f'{name}_conv')(x)
+        x = conv_lib.Conv(ch, 3, use_bias=False, dtype=dtype,
+                          kernel_init=resnet.conv_kernel_init, name=f'{name}_conv')(x)
       x = nn.relu(norm(name=f'{name}_norm')(x))
     return x
 
@@ -80,12 +79,10 @@ class Head(nn.Module):
   @nn.compact
   def __call__(self, x):
     dtype = jnp.dtype(self.dtype)
-    x = nn.Conv(self.head_channels, (3, 3), padding=((1, 1), (1, 1)), dtype=dtype,
-                name='conv')(x)
+    x = conv_lib.Conv(self.head_channels, 3, dtype=dtype, name='conv')(x)
     x = nn.relu(x)
-    x = pointwise.DotConv(self.features, 1, dtype=dtype, kernel_init=self.out_kernel_init,
-                                bias_init=nn.initializers.constant(self.bias_init),
-                                name='out')(x)
+    x = conv_lib.Conv(self.features, 1, dtype=dtype, kernel_init=self.out_kernel_init,
+                      bias_init=nn.initializers.constant(self.bias_init), name='out')(x)
     return x.astype(jnp.float32)
 
 
@@ -121,8 +118,8 @@ class CenterNet(nn.Module):
     """Dense CenterNet outputs.
 
     Args:
-      images: [B, H, W, 3] float32 RGB in [0, 1]; H, W multiples of 32. Normalized
-        here with the ImageNet mean / std.
+      images: [B, H, W, 3] RGB, uint8 (or float in [0, 1]); H, W multiples of 32.
+        Normalized here with the ImageNet mean / std.
       train: batch-norm mode (apply with mutable=['batch_stats'] when True).
 
     Returns:
@@ -135,8 +132,7 @@ class CenterNet(nn.Module):
     h, w = images.shape[1:3]
     if h % 32 or w % 32:
       raise ValueError(f'CenterNet input H, W must be multiples of 32, got {(h, w)}')
-    x = jnp.asarray(images, jnp.float32)
-    x = (x - jnp.array(IMAGENET_MEAN)) / jnp.array(IMAGENET_STD)
+    x = image_ops.normalize(images)
     feats = resnet.get_resnet(self.backbone, width=self.width, norm=self.norm,
                               dtype=self.dtype,
                               zero_init_residual=self.zero_init_residual,

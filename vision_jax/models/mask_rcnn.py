@@ -2,7 +2,7 @@
 
   config = MaskRCNNConfig(num_classes=80)              # R50-FPN, detectron2 defaults
   model = MaskRCNN(config)
-  variables = model.init(key, images)                  # images [B, H, W, 3] in [0, 1]
+  variables = model.init(key, images)                  # images [B, H, W, 3] uint8
   pyramid = model.apply(variables, images, method=MaskRCNN.features)
   rpn_logits, rpn_deltas = model.apply(variables, pyramid, method=MaskRCNN.rpn)
   class_logits, box_deltas = model.apply(variables, pyramid, boxes, method=MaskRCNN.box_head)
@@ -29,9 +29,9 @@ Networks (names in the parameter tree; torchvision's in brackets)
 Class index convention inside the model (torchvision's): 0 is background, thing class
 c (0-based in the data) is c + 1, so box logits and mask channels have K + 1 entries.
 
-Images are [B, H, W, 3] RGB in [0, 1], H and W multiples of 32, normalized inside with
-the ImageNet mean / std (torchvision's GeneralizedRCNNTransform). Box coordinates are
-(x1, y1, x2, y2) in input pixels everywhere.
+Images are [B, H, W, 3] RGB, uint8 (or float in [0, 1]), H and W multiples of 32,
+normalized inside with the ImageNet mean / std (torchvision's GeneralizedRCNNTransform).
+Box coordinates are (x1, y1, x2, y2) in input pixels everywhere.
 """
 import dataclasses
 from typing import Any, Sequence
@@ -40,15 +40,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vision_jax.nn import conv as conv_lib
 from vision_jax.nn import fpn as fpn_lib
-from vision_jax.nn import pointwise
 from vision_jax.nn import resnet
 from vision_jax.nn import upsample
 from vision_jax.ops import anchors as anchor_ops
+from vision_jax.ops import image as image_ops
 from vision_jax.ops import pooling
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 MIN_LEVEL, MAX_LEVEL = 2, 6  # P2..P6 for the RPN
 ROI_MAX_LEVEL = 5  # RoI heads pool from P2..P5
 
@@ -220,23 +219,19 @@ _XAVIER_FILL = nn.initializers.variance_scaling(1.0, 'fan_in', 'uniform')
 _MSRA_FILL = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 
 
-def _conv3x3(features, dtype, name, kernel_init=_MSRA_FILL):
-  return nn.Conv(features, (3, 3), padding=((1, 1), (1, 1)), dtype=dtype,
-                 kernel_init=kernel_init, name=name)
-
-
 def _roi_conv_stack(pooled, num_convs, conv_dim, prefix, dtype):
   """Pooled [B, R, S, S, C] -> [B * R, S, S, conv_dim]: `num_convs` x (3x3 conv + ReLU).
 
-  The convs are dots (`pointwise.DotConv`): the heads train inside a lax.switch, where
-  XLA:CPU's convolution gradients are slow (see nn.pointwise). Called inside a compact
-  module, the convs are its children `{prefix}1 .. {prefix}{num_convs}`.
+  The heads train inside a lax.switch (`vision_jax.ops.switch`), so the convs are built
+  with `in_switch=True`: dots on XLA:CPU, where convolution gradients inside a switch
+  branch are slow (see `vision_jax.nn.conv`). Called inside a compact module, the convs
+  are its children `{prefix}1 .. {prefix}{num_convs}`.
   """
   b, r = pooled.shape[:2]
   x = pooled.reshape(b * r, *pooled.shape[2:]).astype(dtype)
   for i in range(num_convs):
-    x = nn.relu(pointwise.DotConv(conv_dim, 3, dtype=dtype, kernel_init=_MSRA_FILL,
-                                  name=f'{prefix}{i + 1}')(x))
+    x = nn.relu(conv_lib.Conv(conv_dim, 3, dtype=dtype, kernel_init=_MSRA_FILL,
+                              in_switch=True, name=f'{prefix}{i + 1}')(x))
   return x
 
 
@@ -249,11 +244,12 @@ class RPNHead(nn.Module):
   def __call__(self, pyramid):
     """pyramid: list of [B, H_l, W_l, C] -> list of ([B, H_l W_l A], [B, H_l W_l A, 4])."""
     dtype = jnp.dtype(self.dtype)
-    conv = _conv3x3(pyramid[0].shape[-1], dtype, 'conv', _normal(0.01))
-    objectness = pointwise.DotConv(self.num_anchors, 1, dtype=dtype,
-                                         kernel_init=_normal(0.01), name='objectness')
-    deltas = pointwise.DotConv(4 * self.num_anchors, 1, dtype=dtype,
-                                     kernel_init=_normal(0.01), name='deltas')
+    conv = conv_lib.Conv(pyramid[0].shape[-1], 3, dtype=dtype, kernel_init=_normal(0.01),
+                         name='conv')
+    objectness = conv_lib.Conv(self.num_anchors, 1, dtype=dtype, kernel_init=_normal(0.01),
+                               name='objectness')
+    deltas = conv_lib.Conv(4 * self.num_anchors, 1, dtype=dtype, kernel_init=_normal(0.01),
+                           name='deltas')
     outputs = []
     for x in pyramid:
       t = nn.relu(conv(x))
@@ -295,8 +291,8 @@ class MaskHead(nn.Module):
     b, r = pooled.shape[:2]
     x = _roi_conv_stack(pooled, self.num_convs, self.conv_dim, 'mask_fcn', dtype)
     x = nn.relu(upsample.ConvTranspose2x2(self.conv_dim, dtype=dtype, name='deconv')(x))
-    x = pointwise.DotConv(self.num_classes + 1, 1, dtype=dtype,
-                                kernel_init=_normal(0.001), name='mask_fcn_logits')(x)
+    x = conv_lib.Conv(self.num_classes + 1, 1, dtype=dtype, kernel_init=_normal(0.001),
+                      in_switch=True, name='mask_fcn_logits')(x)
     return x.reshape(b, r, *x.shape[1:]).astype(jnp.float32)
 
 
@@ -313,7 +309,7 @@ class KeypointHead(nn.Module):
     b, r = pooled.shape[:2]
     x = _roi_conv_stack(pooled, self.num_convs, self.conv_dim, 'conv_fcn', dtype)
     x = upsample.ConvTranspose4x4(self.num_keypoints, dtype=dtype, use_bias=True,
-                                  by_dots=True, name='kps_score_lowres')(x)
+                                  in_switch=True, name='kps_score_lowres')(x)
     n, h, w, k = x.shape
     x = jax.image.resize(x.astype(jnp.float32), (n, 2 * h, 2 * w, k), method='linear')
     return x.reshape(b, r, 2 * h, 2 * w, k)
@@ -338,12 +334,11 @@ class MaskRCNN(nn.Module):
                                              c.keypoint_num_convs, dtype=dtype)
 
   def features(self, images, *, train: bool = False) -> list[jax.Array]:
-    """images [B, H, W, 3] in [0, 1] -> [P2, .., P6], [B, H / 2**l, W / 2**l, C]."""
+    """images [B, H, W, 3] uint8 (or float in [0, 1]) -> [P2, .., P6], [B, H / 2**l, W / 2**l, C]."""
     h, w = images.shape[1:3]
     if h % 32 or w % 32:
       raise ValueError(f'Mask R-CNN input H, W must be multiples of 32, got {(h, w)}')
-    x = jnp.asarray(images, jnp.float32)
-    x = (x - jnp.array(IMAGENET_MEAN)) / jnp.array(IMAGENET_STD)
+    x = image_ops.normalize(images)
     return self.fpn(self.backbone(x, train=train), train=train)
 
   def rpn(self, pyramid) -> tuple[jax.Array, jax.Array]:
@@ -385,15 +380,4 @@ class MaskRCNN(nn.Module):
     if self.config.keypoint_head:
       out['keypoint_logits'] = self.keypoint_head(pyramid, boxes)
     return out
-
-
-def from_torchvision(state_dict, config: MaskRCNNConfig | None = None, *,
-                     coco_contiguous: bool = False):
-  """torchvision (Mask / Keypoint / Faster) R-CNN state dict -> (config, variables).
-
-  See `vision_jax.models.mask_rcnn_torchvision.from_torchvision`.
-  """
-  from vision_jax.models import mask_rcnn_torchvision  # pylint: disable=g-import-not-at-top
-  return mask_rcnn_torchvision.from_torchvision(state_dict, config,
-                                                coco_contiguous=coco_contiguous)
 

@@ -17,8 +17,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vision_jax.nn import conv as conv_lib
 from vision_jax.nn import norms
-from vision_jax.nn import pointwise
 
 LEVELS = ('C2', 'C3', 'C4', 'C5')
 # torchvision / detectron2 FPN init: kaiming_uniform_(a=1).
@@ -52,14 +52,8 @@ class FPN(nn.Module):
     norm = norms.make_norm(self.norm, train=train, dtype=dtype)
 
     def conv(kernel, name):
-      if kernel == 1:
-        layer = pointwise.DotConv(self.channels, 1, use_bias=not with_norm, dtype=dtype,
-                                        kernel_init=fpn_kernel_init, name=name)
-      else:
-        pad = (kernel - 1) // 2
-        layer = nn.Conv(self.channels, (kernel, kernel), padding=((pad, pad), (pad, pad)),
-                        use_bias=not with_norm, dtype=dtype, kernel_init=fpn_kernel_init,
-                        name=name)
+      layer = conv_lib.Conv(self.channels, kernel, use_bias=not with_norm, dtype=dtype,
+                            kernel_init=fpn_kernel_init, name=name)
       if not with_norm:
         return layer
       return lambda x: norm(name=f'{name}_norm')(layer(x))

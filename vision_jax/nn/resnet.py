@@ -25,9 +25,9 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from vision_jax.nn import conv as conv_lib
 from vision_jax.nn import max_pool
 from vision_jax.nn import norms
-from vision_jax.nn import pointwise
 
 # name -> (block kind, blocks per stage).
 ARCHITECTURES = {
@@ -59,13 +59,9 @@ def _architecture(name: str):
 
 
 def _conv(features, kernel, stride, dtype, name):
-  if kernel == 1:
-    return pointwise.DotConv(features, 1, strides=stride, use_bias=False, dtype=dtype,
-                                   kernel_init=conv_kernel_init, name=name)
-  pad = (kernel - 1) // 2
-  return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
-                 padding=((pad, pad), (pad, pad)), use_bias=False, dtype=dtype,
-                 kernel_init=conv_kernel_init, name=name)
+  """torch's Conv2d(in, features, kernel, stride, padding=kernel // 2, bias=False)."""
+  return conv_lib.Conv(features, kernel, strides=stride, use_bias=False, dtype=dtype,
+                       kernel_init=conv_kernel_init, name=name)
 
 
 class Downsample(nn.Module):

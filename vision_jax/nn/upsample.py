@@ -12,10 +12,10 @@ drop in with `weight.transpose(2, 3, 1, 0)`.
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
-from vision_jax.nn import pointwise
+from vision_jax.nn import conv as conv_lib
+from vision_jax.ops import backend
 
 _FAN_OUT_RELU = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 
@@ -53,13 +53,19 @@ class ConvTranspose4x4(nn.Module):
   transposed to (kh, kw, out, in), not flipped (the layout of flax's ConvTranspose
   with transpose_kernel=True). Computed as 4 sub-pixel 2x2 convolutions (one per output
   phase) interleaved into the 2x upsampled map: the same function and FLOPs as
-  lax.conv_transpose, but its backward pass is >10x faster on XLA:CPU.
+  lax.conv_transpose (no multiplications by inserted zeros), on every backend; its
+  backward pass is >10x faster than lax.conv_transpose's on XLA:CPU.
+
+  `in_switch=True` (Keypoint R-CNN's predictor, which trains inside a lax.switch): on
+  XLA:CPU (`vision_jax.ops.backend.cpu_tuned()`) the 2x2 convolutions are shifted dots
+  (`vision_jax.nn.conv.conv_by_dots`), since convolution gradients inside a switch branch
+  are ~100x slower there. No effect on other backends.
   """
   features: int
   dtype: Any = jnp.float32
   use_bias: bool = False
   kernel_init: Any = _FAN_OUT_RELU
-  by_dots: bool = False  # `pointwise.conv_by_dots` (fast under lax.cond on XLA:CPU)
+  in_switch: bool = False  # runs inside a lax.switch / cond: dots on XLA:CPU
 
   # Output phase r (even / odd row or column) -> (kernel taps, padding) of its 2x2 conv:
   # out[2m] = x[m-1] W[3] + x[m] W[1];  out[2m+1] = x[m] W[2] + x[m+1] W[0].
@@ -73,17 +79,14 @@ class ConvTranspose4x4(nn.Module):
     dtype = jnp.dtype(self.dtype)
     x = x.astype(dtype)
     kernel = kernel.astype(dtype)
+    by_dots = self.in_switch and backend.cpu_tuned()
     rows = []
     for taps_y, pad_y in self._PHASES:
       cols = []
       for taps_x, pad_x in self._PHASES:
         k = kernel[jnp.array(taps_y)][:, jnp.array(taps_x)]  # [2, 2, out, in]
-        if self.by_dots:
-          cols.append(pointwise.conv_by_dots(x, k.transpose(0, 1, 3, 2), (pad_y, pad_x)))
-        else:
-          cols.append(jax.lax.conv_general_dilated(
-              x, k.transpose(0, 1, 3, 2), (1, 1), (pad_y, pad_x),
-              dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
+        conv = conv_lib.conv_by_dots if by_dots else conv_lib.conv2d
+        cols.append(conv(x, k.transpose(0, 1, 3, 2), padding=(pad_y, pad_x)))
       rows.append(jnp.stack(cols, axis=3))  # [B, h, w, 2 (x phase), out]
     y = jnp.stack(rows, axis=2)  # [B, h, 2 (y phase), w, 2 (x phase), out]
     b, h, w = x.shape[:3]

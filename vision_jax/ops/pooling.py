@@ -17,6 +17,13 @@ Semantics follow `torchvision.ops.roi_align` (and detectron2's ROIAlign / ROIAli
 
 How it runs
 -----------
+Two kernels, picked by `vision_jax.ops.backend` at trace time, compute the same values
+(up to float summation order in the gradient): 'cpu' (XLA:CPU) works through the boxes in
+chunks, as described below, to keep its working set in cache and to skip work per level;
+'plain' (GPU / TPU) treats the pyramid as one concatenated table and does every box at
+once: one fused gather expression forward and one scatter-add backward (for adaptive /
+large ratios, one loop over the used slots, each step covering all boxes).
+
 Features are viewed channels-last as tables of rows `[N * H * W, C]` (one per level), so
 every bilinear corner is one gather of a contiguous C-vector at a precomputed flat index,
 weighted by a precomputed scalar. The weights are separable (a corner's weight is
@@ -31,14 +38,17 @@ adaptive grid), the `grid + 1` consecutive rows they touch with summed weights.
 * Forward otherwise (adaptive grids, larger ratios): boxes are sorted by slot count and
   processed in chunks, each looping over the slots its boxes use (dynamic trip counts), so
   cost follows the grids actually needed, not `max_sampling_ratio`.
-* Multi-level: boxes are grouped by level; each level's chunks gather only from that
-  level's table (dynamic chunk ranges), so there is no concatenated copy of the pyramid
-  and no box is pooled on a level other than its own.
-* Backward (`jax.custom_vjp`): the transpose of a gather is a scatter-add. Chunks of 16
-  boxes are scattered one after another into each level's gradient, so a chunk's weighted
-  updates (slots x C per bin) stay in cache instead of materializing for all boxes at
-  once (measured: materializing them costs more than the scatter itself). The scatter and
-  the gather are each other's VJPs, so gradients of any order stay exact.
+* Multi-level ('cpu'): boxes are grouped by level; each level's chunks gather only from
+  that level's table (dynamic chunk ranges), so there is no concatenated copy of the
+  pyramid and no box is pooled on a level other than its own. ('plain': the level tables
+  are concatenated and each box's base row points into its level's part.)
+* Backward (`jax.custom_vjp`): the transpose of a gather is a scatter-add. On 'cpu',
+  chunks of 16 boxes are scattered one after another into each level's gradient, so a
+  chunk's weighted updates (slots x C per bin) stay in cache instead of materializing for
+  all boxes at once (measured on XLA:CPU: materializing them costs more than the scatter
+  itself). On 'plain' all boxes' updates go into one scatter-add (one parallel op on
+  GPU / TPU instead of a serial loop). The scatter and the gather are each other's VJPs,
+  so gradients of any order stay exact.
 
 Gradients flow to the features exactly; boxes get a zero gradient (as in torchvision,
 where rois are not differentiated). Forward-mode differentiation (jvp) is not provided.
@@ -49,6 +59,8 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from vision_jax.ops import backend
 
 # Fixed sampling ratios up to this value use the fully unrolled forward.
 _MAX_UNROLLED_SAMPLING_RATIO = 4
@@ -288,10 +300,16 @@ def _forward_slots(table, plan):
   return _block_loops(plan, body, jnp.zeros((num, oh, ow, table.shape[-1]), jnp.float32))
 
 
-def _forward(tables, layout, unrolled):
-  """Pools every box of `layout` from its level's [R_l, C] table: [P, oh, ow, C] float32."""
+def _forward(tables, layout, unrolled, chunked):
+  """Pools every box of `layout` from its level's [R_l, C] table: [P, oh, ow, C] float32.
+
+  Without `chunked` there is one table and all boxes are pooled at once.
+  """
   plan = layout.plan
   num, oh, ow = plan.y.index.shape[0], plan.y.index.shape[1], plan.x.index.shape[1]
+  if not chunked:
+    (table,) = tables
+    return _forward_unrolled(table, plan) if unrolled else _forward_slots(table, plan)
   if unrolled and len(tables) == 1:
     return _forward_unrolled(tables[0], plan)  # all boxes in one fused loop
   size = min(_FORWARD_CHUNK, num)
@@ -309,42 +327,52 @@ def _forward(tables, layout, unrolled):
   return out
 
 
-def _backward(table_shapes, layout, unrolled, cotangent):
+def _scatter_boxes(grad, plan, cotangent, unrolled):
+  """Adds the weighted cotangents [b, oh, ow, C] of `plan`'s b boxes into grad [R, C]."""
+  channels = grad.shape[-1]
+
+  def scatter(grad, index, weight):
+    # index, weight: [b, oh, ow, slots]; cotangent: [b, oh, ow, C].
+    updates = weight[..., None] * cotangent[:, :, :, None, :]
+    return grad.at[index.reshape(-1)].add(updates.reshape(-1, channels),
+                                          mode='promise_in_bounds')
+
+  rows = _rows(plan)
+  if unrolled:
+    index = rows[:, :, None, :, None] + plan.x.index[:, None, :, None, :]
+    weight = plan.y.weight[:, :, None, :, None] * plan.x.weight[:, None, :, None, :]
+    b, oh, ow = cotangent.shape[:3]
+    return scatter(grad, index.reshape(b, oh, ow, -1), weight.reshape(b, oh, ow, -1))
+
+  def body(a, cols, wx, grad):
+    index = _take(rows, a)[:, :, None, None] + cols[:, None, :, :]
+    weight = _take(plan.y.weight, a)[:, :, None, None] * wx[:, None, :, :]
+    return scatter(grad, index, weight)
+
+  return _block_loops(plan, body, grad)
+
+
+def _backward(table_shapes, layout, unrolled, chunked, cotangent):
   """Scatter-adds weighted cotangents [P, oh, ow, C] into zero [R_l, C] tables (float32).
 
-  Chunks of boxes are scattered one after another so that the weighted updates of a chunk
-  (slots x C per bin) stay in cache instead of being materialized for all boxes at once.
+  `chunked` ('cpu'): chunks of boxes are scattered one after another so that the weighted
+  updates of a chunk (slots x C per bin) stay in cache instead of being materialized for
+  all boxes at once. Otherwise (one table): all boxes in one scatter-add (per used slot
+  block for the looped kernels).
   """
   plan = layout.plan
+  cotangent = cotangent.astype(jnp.float32)
+  if not chunked:
+    (shape,) = table_shapes
+    return (_scatter_boxes(jnp.zeros(shape, jnp.float32), plan, cotangent, unrolled),)
   num = plan.y.index.shape[0]
   size = min(_BACKWARD_CHUNK, num)
-  cotangent = cotangent.astype(jnp.float32)
   grads = []
   for level, shape in enumerate(table_shapes):
-    channels = shape[-1]
 
-    def scatter(grad, index, weight, cot, channels=channels):
-      # index, weight: [b, oh, ow, slots]; cot: [b, oh, ow, C].
-      updates = weight[..., None] * cot[:, :, :, None, :]
-      return grad.at[index.reshape(-1)].add(updates.reshape(-1, channels),
-                                            mode='promise_in_bounds')
-
-    def one_chunk(c, grad, level=level, scatter=scatter):
+    def one_chunk(c, grad, level=level):
       p = _restrict(_chunk(plan, c, size), _chunk(layout.level, c, size) == level)
-      cot = _chunk(cotangent, c, size)
-      rows = _rows(p)
-      if unrolled:
-        index = rows[:, :, None, :, None] + p.x.index[:, None, :, None, :]
-        weight = p.y.weight[:, :, None, :, None] * p.x.weight[:, None, :, None, :]
-        b, oh, ow = cot.shape[:3]
-        return scatter(grad, index.reshape(b, oh, ow, -1), weight.reshape(b, oh, ow, -1), cot)
-
-      def body(a, cols, wx, grad):
-        index = _take(rows, a)[:, :, None, None] + cols[:, None, :, :]
-        weight = _take(p.y.weight, a)[:, :, None, None] * wx[:, None, :, :]
-        return scatter(grad, index, weight, cot)
-
-      return _block_loops(p, body, grad)
+      return _scatter_boxes(grad, p, _chunk(cotangent, c, size), unrolled)
 
     grad = jnp.zeros(shape, jnp.float32)
     grads.append(jax.lax.fori_loop(*_level_chunks(layout, level, size), one_chunk, grad))
@@ -360,41 +388,42 @@ def _zero_cotangent(x):
 # `_pool` (gather) and `_pool_transpose` (scatter-add) are linear in the features and
 # in the cotangent respectively and are each other's transposes; defining each one's VJP
 # as the other makes gradients of any order exact and cheap.
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _pool(tables, layout, unrolled):
-  """Tuple of [R_l, C] tables, layout of P boxes -> [P, oh, ow, C] float32."""
-  return _forward(tables, layout, unrolled)
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _pool_transpose(cotangent, layout, unrolled, table_shapes):
+def _pool(tables, layout, unrolled, chunked):
+  """Tuple of [R_l, C] tables, layout of P boxes -> [P, oh, ow, C] float32."""
+  return _forward(tables, layout, unrolled, chunked)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _pool_transpose(cotangent, layout, unrolled, chunked, table_shapes):
   """[P, oh, ow, C] cotangent -> tuple of [R_l, C] float32 gradient tables."""
-  return _backward(table_shapes, layout, unrolled, cotangent)
+  return _backward(table_shapes, layout, unrolled, chunked, cotangent)
 
 
-def _pool_fwd(tables, layout, unrolled):
+def _pool_fwd(tables, layout, unrolled, chunked):
   # Zero-size arrays carry the tables' static shapes and dtypes to the backward pass.
   likes = tuple(jnp.zeros((0,) + t.shape, t.dtype) for t in tables)
-  return _pool(tables, layout, unrolled), (layout, likes)
+  return _pool(tables, layout, unrolled, chunked), (layout, likes)
 
 
-def _pool_bwd(unrolled, residuals, cotangent):
+def _pool_bwd(unrolled, chunked, residuals, cotangent):
   layout, likes = residuals
   shapes = tuple(like.shape[1:] for like in likes)
-  grads = _pool_transpose(cotangent.astype(jnp.float32), layout, unrolled, shapes)
+  grads = _pool_transpose(cotangent.astype(jnp.float32), layout, unrolled, chunked, shapes)
   grads = tuple(g.astype(like.dtype) for g, like in zip(grads, likes))
   return grads, jax.tree.map(_zero_cotangent, layout)
 
 
-def _pool_transpose_fwd(cotangent, layout, unrolled, table_shapes):
+def _pool_transpose_fwd(cotangent, layout, unrolled, chunked, table_shapes):
   cot_like = jnp.zeros((0,) + cotangent.shape, cotangent.dtype)
-  return _pool_transpose(cotangent, layout, unrolled, table_shapes), (layout, cot_like)
+  return (_pool_transpose(cotangent, layout, unrolled, chunked, table_shapes),
+          (layout, cot_like))
 
 
-def _pool_transpose_bwd(unrolled, table_shapes, residuals, grads):
+def _pool_transpose_bwd(unrolled, chunked, table_shapes, residuals, grads):
   del table_shapes
   layout, cot_like = residuals
-  out = _pool(tuple(g.astype(jnp.float32) for g in grads), layout, unrolled)
+  out = _pool(tuple(g.astype(jnp.float32) for g in grads), layout, unrolled, chunked)
   return out.astype(cot_like.dtype), jax.tree.map(_zero_cotangent, layout)
 
 
@@ -403,11 +432,23 @@ _pool_transpose.defvjp(_pool_transpose_fwd, _pool_transpose_bwd)
 
 
 def _run(tables, plan, level, sampling_ratio):
-  """Pools box b of `plan` from `tables[level[b]]`: [B, oh, ow, C] float32."""
+  """Pools box b of `plan` from `tables[level[b]]`: [B, oh, ow, C] float32.
+
+  'cpu' kernels: boxes grouped by level (and by cost for the looped kernels) into
+  chunks. 'plain': the tables concatenated into one, every box at once, in input order.
+  """
   num = level.shape[0]
   unrolled = 0 < sampling_ratio <= _MAX_UNROLLED_SAMPLING_RATIO
+  if not backend.cpu_tuned():
+    if len(tables) > 1:
+      offsets = np.cumsum([0] + [t.shape[0] for t in tables[:-1]]).astype(np.int32)
+      plan = plan._replace(base=plan.base + jnp.asarray(offsets)[level])
+    table = jnp.concatenate(tables) if len(tables) > 1 else tables[0]
+    zero = jnp.zeros((1,), jnp.int32)
+    layout = _Layout(plan, jnp.zeros_like(level), zero, zero + num)
+    return _pool((table,), layout, unrolled, False)
   layout, order = _layout(plan, level, len(tables), sort_by_cost=not unrolled)
-  out = _pool(tuple(tables), layout, unrolled)[:num]
+  out = _pool(tuple(tables), layout, unrolled, True)[:num]
   if order is None:
     return out
   inverse = jnp.zeros_like(order).at[order].set(jnp.arange(num, dtype=order.dtype))
