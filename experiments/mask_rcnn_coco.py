@@ -37,6 +37,7 @@ def get_config(arg=None):
   config = ml_collections.ConfigDict()
   config.task = 'mask_rcnn'
   config.seed = 0
+  config.kernels = 'auto'  # 'cpu' | 'plain': vision_jax.ops.backend
 
   config.data = ml_collections.ConfigDict()
   config.data.data_dir = ml_collections.config_dict.placeholder(str)
@@ -63,15 +64,13 @@ def get_config(arg=None):
   # detectron2's R50-FPN.
   config.model = ml_collections.ConfigDict(mask_rcnn.config_dict())
 
-  config.optimizer = ml_collections.ConfigDict()
-  config.optimizer.name = 'sgd'
-  config.optimizer.learning_rate = 0.02
-  config.optimizer.momentum = 0.9
-  config.optimizer.weight_decay = 1e-4
-  config.optimizer.warmup_steps = 1000
-  config.optimizer.schedule = 'step'
-  config.optimizer.decay_steps = (60000, 80000)
-  config.optimizer.decay_factor = 0.1
+  # detectron2 decays biases too (WEIGHT_DECAY_BIAS defaults to WEIGHT_DECAY) and norms
+  # not at all (WEIGHT_DECAY_NORM 0); the norms here are frozen, without parameters, so
+  # decaying 'all' parameters is detectron2's choice.
+  config.optimizers = ml_collections.ConfigDict()
+  config.optimizers.model = ml_collections.ConfigDict(dict(
+      name='sgd', learning_rate=0.02, momentum=0.9, weight_decay=1e-4, decay_params='all',
+      warmup_steps=1000, schedule='step', decay_steps=(60000, 80000), decay_factor=0.1))
 
   config.train = ml_collections.ConfigDict()
   config.train.steps = 90000
@@ -84,6 +83,7 @@ def get_config(arg=None):
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 2  # pasted masks are [batch, 100, 1024, 1024]
   config.eval.num_pictures = 8
+  config.eval.draw_upscale = 1
   config.eval.draw_score_threshold = 0.5
 
   if bench:

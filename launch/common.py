@@ -21,6 +21,10 @@ FLAGS = flags.FLAGS
 _overrides: list[str] = []
 
 
+class UsageError(ValueError):
+  """A flag value the launcher cannot use (the message says what to pass)."""
+
+
 def _parse_flags(argv):
   rest, overrides = config_lib.split_config_overrides(argv)
   _overrides[:] = overrides
@@ -37,9 +41,12 @@ def load_config():
 def user_errors() -> tuple[type[Exception], ...]:
   """Errors caused by input that the user can fix: printed as one message, no traceback."""
   from vision_jax.data import single_image
+  from vision_jax.evaluation import judge
+  from vision_jax.tasks import base
   from vision_jax.train import checkpoint, loop
-  errors = [config_lib.ConfigError, checkpoint.CheckpointError, loop.TrainingDivergedError,
-            single_image.ImageReadError]
+  errors = [UsageError, config_lib.ConfigError, checkpoint.CheckpointError,
+            loop.TrainingDivergedError, single_image.ImageReadError,
+            base.PredictionRequestError, judge.JudgeCacheError]
   try:
     from vision_jax.data import datasets
     errors.append(datasets.DatasetNotFoundError)

@@ -8,7 +8,7 @@ import pytest
 from vision_jax.losses import focal
 from vision_jax.losses import regression
 from vision_jax.models import centernet
-from vision_jax.ops import heatmaps
+from vision_jax.losses import centernet as centernet_losses
 
 # 'rbg' keys: same tests, much faster init compiles on CPU than threefry.
 KEY = jax.random.key(0, impl='rbg')
@@ -123,7 +123,7 @@ def test_decode_recovers_boxes_from_perfect_outputs():
   boxes = np.concatenate([xy, xy + wh], -1).astype(np.float32)
   classes = rng.integers(0, c, size=(batch, m)).astype(np.int32)
   valid = np.array([[1, 1, 1, 1], [1, 0, 1, 0], [0, 0, 0, 1]], bool)
-  targets = heatmaps.centernet_targets(boxes, classes, valid, output_size=(32, 32),
+  targets = centernet_losses.centernet_targets(boxes, classes, valid, output_size=(32, 32),
                                        stride=4, num_classes=c)
   dets = jax.jit(lambda o: centernet.decode(o, max_detections=20))(
       perfect_outputs(targets, c))
@@ -166,7 +166,7 @@ def test_tiny_model_fits_one_batch(tiny_model):
   images = jnp.asarray(rng.uniform(size=(2, 64, 64, 3)).astype(np.float32))
   boxes = jnp.array([[[8, 8, 30, 40], [36, 30, 60, 62]], [[10, 30, 50, 50], [0, 0, 0, 0]]],
                     jnp.float32)
-  targets = heatmaps.centernet_targets(boxes, jnp.array([[0, 2], [1, 0]]),
+  targets = centernet_losses.centernet_targets(boxes, jnp.array([[0, 2], [1, 0]]),
                                        jnp.array([[True, True], [True, False]]),
                                        output_size=(16, 16), stride=4, num_classes=3)
   tx = optax.adam(1e-2)

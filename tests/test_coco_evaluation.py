@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 from pycocotools import coco as coco_api
+from pycocotools import mask as mask_api
 
 from vision_jax.evaluation import coco
 
@@ -119,10 +120,10 @@ def test_written_files_are_valid_coco(tmp_path):
   evaluator = coco.CocoEvaluator(NAMES, iou_types=('bbox', 'segm'), category_ids=(5, 7, 9))
   for batch in _batches():
     evaluator.add(batch, _perfect(batch))
-  results = evaluator.evaluate()
+  evaluator.evaluate()
   evaluator.write(str(tmp_path))
-  with open(os.path.join(str(tmp_path), 'eval_results.json')) as f:
-    assert json.load(f) == pytest.approx(results)
+  # eval_results.json is the trainer's, written once with the step.
+  assert sorted(os.listdir(tmp_path)) == ['coco_detections.json', 'coco_ground_truth.json']
   ground_truth = coco_api.COCO(os.path.join(str(tmp_path), 'coco_ground_truth.json'))
   assert sorted(ground_truth.getCatIds()) == [5, 7, 9]
   assert [c['name'] for c in ground_truth.loadCats([5, 7, 9])] == list(NAMES)
@@ -148,3 +149,69 @@ def test_pycocotools_output_is_silenced(capsys):
   evaluator.add(batch, _perfect(batch))
   evaluator.evaluate()
   assert capsys.readouterr().out == ''
+
+
+def test_numpy_paste_equals_the_models_paste():
+  from vision_jax.models import rcnn_inference  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(3)
+  probs = rng.uniform(size=(6, 28, 28)).astype(np.float32)
+  xy = rng.uniform(-10, 70, size=(6, 2))
+  wh = rng.uniform(0.5, 40, size=(6, 2))
+  boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
+  device = np.asarray(rcnn_inference.paste_masks(probs, boxes, (48, 64))) >= 0.5
+  for k in range(6):
+    host = coco.paste_mask(probs[k], boxes[k], (48, 64))
+    # Equal up to float32 vs float64 rounding exactly at the threshold.
+    assert np.mean(host != device[k]) < 1e-3, k
+
+
+def _original_set(num_instances=5):
+  """One 100 x 200 image with `num_instances` integer boxes (polygon masks)."""
+  annotations = []
+  for k in range(num_instances):
+    x, y = 10 + 36 * k, 10 + 12 * k
+    annotations.append({'id': k + 1, 'image_id': 7, 'category_id': 2, 'iscrowd': 0,
+                        'bbox': [x, y, 30, 40], 'area': 1200.0,
+                        'segmentation': [[x, y, x + 30, y, x + 30, y + 40, x, y + 40]]})
+  return {'images': [{'id': 7, 'height': 100, 'width': 200}], 'annotations': annotations,
+          'categories': [{'id': 1, 'name': 'circle'}, {'id': 2, 'name': 'square'},
+                         {'id': 3, 'name': 'triangle'}]}
+
+
+def test_original_ground_truth_scores_every_annotation_at_original_resolution():
+  original = _original_set()
+  scale = 0.32  # 200 x 100 into a 64 x 64 letterbox.
+  boxes = np.array([[a['bbox'][0], a['bbox'][1], a['bbox'][0] + 30, a['bbox'][1] + 40]
+                    for a in original['annotations']], np.float32) * scale
+  # A batch whose own ground truth was cut to 2 instances (max_instances): not used.
+  batch = {'image_id': np.array([7, 0]), 'scale': np.array([scale, 1.0], np.float32),
+           'orig_size': np.array([[100, 200], [0, 0]], np.int32),
+           'example_valid': np.array([True, False])}
+  predictions = {'boxes': np.stack([boxes, boxes]), 'scores': np.full((2, 5), 0.9),
+                 'classes': np.ones((2, 5), np.int32), 'valid': np.ones((2, 5), bool),
+                 'mask_probs': np.ones((2, 5, 28, 28), np.float32)}
+  evaluator = coco.CocoEvaluator(NAMES, iou_types=('bbox', 'segm'), ground_truth=original,
+                                 mask_key='mask_probs')
+  assert 'masks' not in evaluator.batch_keys and 'boxes' not in evaluator.batch_keys
+  assert evaluator.prediction_keys == ('boxes', 'scores', 'classes', 'valid', 'mask_probs')
+  evaluator.add(batch, predictions)
+  results = evaluator.evaluate()
+  assert len(evaluator.ground_truth()['annotations']) == 5
+  assert original == _original_set()  # Scoring left the caller's json as it was.
+  json.dumps(evaluator.ground_truth())
+  # Integer boxes pasted at the original size give exactly the polygons' masks.
+  assert results['box/AP'] == pytest.approx(1.0) and results['mask/AP'] == pytest.approx(1.0)
+  detections = evaluator.detections()
+  np.testing.assert_allclose(detections[0]['bbox'], original['annotations'][0]['bbox'],
+                             atol=1e-4)
+  assert mask_api.area(detections[0]['segmentation']) == 1200
+
+
+def test_original_ground_truth_must_hold_the_evaluated_images():
+  evaluator = coco.CocoEvaluator(NAMES, ground_truth=_original_set())
+  batch = {'image_id': np.array([8]), 'scale': np.array([1.0], np.float32),
+           'orig_size': np.array([[100, 200]], np.int32)}
+  evaluator.add(batch, {'boxes': np.zeros((1, 1, 4)), 'scores': np.zeros((1, 1)),
+                        'classes': np.zeros((1, 1), np.int32)})
+  with pytest.raises(ValueError, match=r'image ids \[8\].*not in the original ground truth'):
+    evaluator.evaluate()

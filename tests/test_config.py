@@ -25,11 +25,11 @@ def test_every_experiment_loads_locked_with_a_launch_command(path):
 def test_variant_and_overrides_of_each_type():
   config = config_lib.load_config(
       _path('centernet_shapes.py') + ':tiny',
-      ['train.steps=7', 'optimizer.learning_rate=0.5', 'data.image_size=(64, 96)',
+      ['train.steps=7', 'optimizers.model.learning_rate=0.5', 'data.image_size=(64, 96)',
        'model.backbone=resnet34', 'data.data_dir=/data/tfds'])
   assert config.data.dataset.endswith('tiny')
   assert config.train.steps == 7
-  assert config.optimizer.learning_rate == 0.5
+  assert config.optimizers.model.learning_rate == 0.5
   assert tuple(config.data.image_size) == (64, 96)
   assert config.model.backbone == 'resnet34'
   assert config.data.data_dir == '/data/tfds'

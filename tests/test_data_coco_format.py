@@ -175,9 +175,9 @@ def test_evaluation_batches_match_the_json(instances):
     np.testing.assert_allclose(batch['scale'][b], scale, rtol=1e-6)
     with open(os.path.join(root, SPLIT, name), 'rb') as f:  # Bytes kept as they are.
       pixels = tf.io.decode_image(f.read(), channels=3).numpy().astype(np.float32)
-    expected_image = _resized(pixels, scale, 'bilinear') / 255
+    expected_image = np.clip(np.round(_resized(pixels, scale, 'bilinear')), 0, 255)
     nh, nw = expected_image.shape[:2]
-    np.testing.assert_allclose(batch['image'][b][:nh, :nw], expected_image, atol=1e-5)
+    np.testing.assert_array_equal(batch['image'][b][:nh, :nw], expected_image)
     anns = [a for a in data['annotations'] if a['image_id'] == image_id]
     assert batch['valid'][b].sum() == len(anns)
     for m, ann in enumerate(anns):
@@ -350,3 +350,50 @@ def test_bad_annotations_name_the_file_and_the_problem(tmp_path, data_dir, probl
     _eval_batches(_config(root, data_dir))
   if problem != 'missing_image':
     assert path in str(info.value)
+
+
+def test_evaluation_scores_the_original_annotations_beyond_max_instances(instances,
+                                                                         data_dir):
+  """Images hold up to 2 annotations; the batches keep 1 (max_instances=1). Scored
+  against the original json, predictions of every annotation are perfect; scored
+  against the truncated batches they are not."""
+  root, path, _, _ = instances
+  config = _config(root, data_dir, max_instances=1)
+  source = detection_pipeline.get_detection_source_from_config(config)
+  with open(path) as f:
+    data = json.load(f)
+  original = source.original_ground_truth(SPLIT)
+  assert len(original['annotations']) == len(data['annotations']) == 6
+  box_only = [a for a in original['annotations'] if a['id'] == 106][0]
+  assert box_only['segmentation'] == [[3.0, 18.0, 13.0, 18.0, 13.0, 28.0, 3.0, 28.0]]
+  labels = {3: 0, 7: 1}
+
+  def perfect(batch):
+    d = 2
+    out = {'boxes': np.zeros((2, d, 4), np.float32), 'scores': np.zeros((2, d)),
+           'classes': np.zeros((2, d), np.int32), 'valid': np.zeros((2, d), bool)}
+    for b in range(2):
+      anns = [a for a in data['annotations']
+              if a['image_id'] == batch['image_id'][b] and not a['iscrowd']]
+      for k, ann in enumerate(anns):
+        x, y, w, h = ann['bbox']
+        out['boxes'][b, k] = np.array([x, y, x + w, y + h]) * batch['scale'][b]
+        out['scores'][b, k] = 0.9
+        out['classes'][b, k] = labels[ann['category_id']]
+        out['valid'][b, k] = True
+    return out
+
+  scores = {}
+  for name, truth in (('original', original), ('batches', None)):
+    evaluator = coco.CocoEvaluator(source.class_names, category_ids=source.category_ids,
+                                   ground_truth=truth)
+    batches = _eval_batches(config)
+    assert max(int(b['valid'].sum(1).max()) for b in batches) == 1
+    for batch in batches:
+      evaluator.add(batch, perfect(batch))
+    scores[name] = evaluator.evaluate()['box/AP']
+    if truth is not None:
+      written = evaluator.ground_truth()
+      assert len(written['annotations']) == 6 and len(written['images']) == 4
+  assert scores['original'] == pytest.approx(1.0)
+  assert scores['batches'] < 0.9

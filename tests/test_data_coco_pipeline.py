@@ -8,7 +8,7 @@ import tensorflow_datasets as tfds
 
 from vision_jax.data import datasets
 from vision_jax.data import detection_pipeline
-from vision_jax.data import detection_sources
+from vision_jax.data.sources import coco as coco_source
 
 NUM_EXAMPLES = 7
 
@@ -47,7 +47,7 @@ def coco_metadata_dir(tmp_path_factory):
   """A data_dir holding coco/2017's metadata only (as after `tfds build`, minus records)."""
   root = str(tmp_path_factory.mktemp('coco_meta'))
   builder = tfds.builder('coco/2017', data_dir=root)
-  builder.info.features['objects']['label'].names = list(detection_sources.COCO_CLASS_NAMES)
+  builder.info.features['objects']['label'].names = list(coco_source.COCO_CLASS_NAMES)
   splits = [tfds.core.SplitInfo(
       name=name, shard_lengths=[NUM_EXAMPLES], num_bytes=1000,
       filename_template=tfds.core.ShardedFileTemplate(
@@ -97,7 +97,7 @@ def test_coco_evaluation_batches_follow_the_contract(mocked_coco):
     np.testing.assert_allclose(batch['boxes'][b, :n], expected * scale, atol=1e-3)
     # The image content (a constant) fills the resized area; the rest is padding.
     content = batch['image'][b, :round(h * scale), :round(w * scale)]
-    np.testing.assert_allclose(content, 10 * b / 255, atol=3 / 255)
+    np.testing.assert_allclose(content, 10 * b, atol=3)
     assert np.all(batch['image'][b, round(h * scale):] == 0)
 
 

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from vision_jax.losses import centernet as centernet_losses
 from vision_jax.ops import heatmaps
 
 
@@ -78,7 +79,7 @@ def test_targets_match_loop_reference():
   boxes = random_boxes(rng, batch, m, image)
   classes = rng.integers(0, c, size=(batch, m)).astype(np.int32)
   valid = rng.uniform(size=(batch, m)) < 0.8
-  got = heatmaps.centernet_targets(boxes, classes, valid, output_size=(16, 16),
+  got = centernet_losses.centernet_targets(boxes, classes, valid, output_size=(16, 16),
                                    stride=stride, num_classes=c)
   want = ref_targets(boxes, classes, valid, (16, 16), stride, c)
   assert got['heatmap'].shape == (batch, 16, 16, c)
@@ -96,7 +97,7 @@ def test_targets_match_loop_reference():
 def test_single_box_peak_and_truncation():
   # Box of 40x24 pixels centred at (30, 18) -> output units 10x6, center (7.5, 4.5).
   boxes = np.array([[[10, 6, 50, 30]]], np.float32)
-  t = heatmaps.centernet_targets(boxes, np.array([[1]]), np.array([[True]]),
+  t = centernet_losses.centernet_targets(boxes, np.array([[1]]), np.array([[True]]),
                                  output_size=(16, 16), stride=4, num_classes=3)
   hm = np.asarray(t['heatmap'])[0]
   assert hm[4, 7, 1] == 1.0  # exactly 1 at the integer center (y=4, x=7)
@@ -117,10 +118,10 @@ def test_overlapping_objects_take_max_per_class():
   classes = np.array([[0, 0, 1]], np.int32)
   valid = np.ones((1, 3), bool)
   kw = dict(output_size=(16, 16), stride=4, num_classes=2)
-  both = np.asarray(heatmaps.centernet_targets(boxes, classes, valid, **kw)['heatmap'])
-  first = np.asarray(heatmaps.centernet_targets(
+  both = np.asarray(centernet_losses.centernet_targets(boxes, classes, valid, **kw)['heatmap'])
+  first = np.asarray(centernet_losses.centernet_targets(
       boxes, classes, np.array([[True, False, False]]), **kw)['heatmap'])
-  second = np.asarray(heatmaps.centernet_targets(
+  second = np.asarray(centernet_losses.centernet_targets(
       boxes, classes, np.array([[False, True, False]]), **kw)['heatmap'])
   np.testing.assert_array_equal(both[..., 0], np.maximum(first[..., 0], second[..., 0]))
   assert both[..., 0].max() == 1.0 and (both[..., 0] == 1.0).sum() == 2
@@ -136,7 +137,7 @@ def test_mask_for_invalid_degenerate_and_outside_boxes():
                      [50, 50, 100, 100]]],  # clipped to the image: center (57, 57)
                    np.float32)
   valid = np.array([[True, True, True, False, True]])
-  t = heatmaps.centernet_targets(boxes, np.zeros((1, 5), np.int32), valid,
+  t = centernet_losses.centernet_targets(boxes, np.zeros((1, 5), np.int32), valid,
                                  output_size=(16, 16), stride=4, num_classes=1)
   np.testing.assert_array_equal(t['mask'], [[True, False, False, False, True]])
   assert np.isfinite(np.asarray(t['heatmap'])).all()
@@ -151,7 +152,7 @@ def test_mask_for_invalid_degenerate_and_outside_boxes():
 def test_edge_center_is_clamped():
   # A box against the right edge whose center falls exactly on the last cell boundary.
   boxes = np.array([[[60, 0, 64, 64]]], np.float32)  # 1 x 16 output units
-  t = heatmaps.centernet_targets(boxes, np.zeros((1, 1), np.int32), np.ones((1, 1), bool),
+  t = centernet_losses.centernet_targets(boxes, np.zeros((1, 1), np.int32), np.ones((1, 1), bool),
                                  output_size=(16, 16), stride=4, num_classes=1)
   np.testing.assert_array_equal(t['centers'][0, 0], [15, 8])
   np.testing.assert_allclose(t['offset'][0, 0], [0.5, 0.0])
@@ -162,7 +163,7 @@ def test_jit_and_vmap_clean():
   boxes = random_boxes(rng, 4, 5, 64)
   classes = rng.integers(0, 2, size=(4, 5)).astype(np.int32)
   valid = np.ones((4, 5), bool)
-  fn = lambda b, c, v: heatmaps.centernet_targets(b, c, v, output_size=(16, 16), stride=4,
+  fn = lambda b, c, v: centernet_losses.centernet_targets(b, c, v, output_size=(16, 16), stride=4,
                                                   num_classes=2)
   eager = fn(boxes, classes, valid)
   jitted = jax.jit(fn)(boxes, classes, valid)
@@ -190,7 +191,7 @@ def test_heatmap_range(num_classes):
   rng = np.random.default_rng(2)
   boxes = random_boxes(rng, 2, 8, 128)
   classes = rng.integers(0, num_classes, size=(2, 8)).astype(np.int32)
-  t = heatmaps.centernet_targets(
+  t = centernet_losses.centernet_targets(
       boxes, classes,
       np.ones((2, 8), bool), output_size=(32, 32), stride=4, num_classes=num_classes)
   hm = np.asarray(t['heatmap'])

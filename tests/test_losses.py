@@ -6,7 +6,7 @@ import pytest
 
 from vision_jax.losses import focal
 from vision_jax.losses import regression
-from vision_jax.ops import heatmaps
+from vision_jax.losses import centernet as centernet_losses
 
 
 def ref_neg_loss(logits, gt, alpha=2.0, beta=4.0):
@@ -24,7 +24,7 @@ def make_heatmap(seed=0):
   rng = np.random.default_rng(seed)
   xy = rng.uniform(0, 48, size=(2, 4, 2))
   boxes = np.concatenate([xy, xy + rng.uniform(6, 16, size=(2, 4, 2))], -1)
-  return heatmaps.centernet_targets(
+  return centernet_losses.centernet_targets(
       boxes.astype(np.float32), rng.integers(0, 3, size=(2, 4)).astype(np.int32),
       np.ones((2, 4), bool), output_size=(16, 16), stride=4, num_classes=3)
 

@@ -43,11 +43,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-pytest.importorskip('flax')  # e.g. a torch-only venv without the project's dependencies
-
-from vision_jax.models import mask_rcnn  # pylint: disable=g-import-not-at-top,g-bad-import-order
-from vision_jax.models import mask_rcnn_torchvision as mt  # pylint: disable=g-import-not-at-top
-from vision_jax.models.mask_rcnn import MaskRCNN  # pylint: disable=g-import-not-at-top
+# The project's own modules are imported plainly: if one fails to import, the parity
+# tests fail (only a missing torch / torchvision skips the live ones).
+from vision_jax.models import mask_rcnn  # pylint: disable=g-bad-import-order
+from vision_jax.models import mask_rcnn_torchvision as mt
+from vision_jax.models import rcnn_inference
+from vision_jax.models.mask_rcnn import MaskRCNN
 
 FIXTURES = pathlib.Path(__file__).parent / 'fixtures'
 FIXTURE = FIXTURES / 'mask_rcnn_torchvision_small.npz'
@@ -119,14 +120,6 @@ def compare_intermediates(ours, ref) -> dict:
       errors[key] = assert_close(ours[key], ref[key], key)
   print('max relative errors:', {k: f'{v:.1e}' for k, v in errors.items()})
   return errors
-
-
-def _predict():
-  try:
-    from vision_jax.models import rcnn_inference  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    return None
-  return getattr(rcnn_inference, 'predict', None)
 
 
 def _iou(box, boxes):
@@ -261,9 +254,7 @@ def test_fixture_parity_without_torch():
 
 
 def test_fixture_detections_without_torch():
-  predict = _predict()
-  if predict is None:
-    pytest.skip('vision_jax.models.rcnn_inference.predict does not exist yet')
+  predict = rcnn_inference.predict
   data = _fixture()
   config, variables = _fixture_converted()
   ours = run_predict(predict, config, variables, data['image'])
@@ -313,15 +304,15 @@ def test_mismatches_name_the_path():
 def test_coco_category_ids_copy_matches_the_data_module():
   # Read from the source, not imported: vision_jax.data loads TensorFlow, after which
   # importing torchvision (the live tests) crashes.
-  source = (pathlib.Path(__file__).parents[1] / 'vision_jax' / 'data' /
-            'detection_sources.py').read_text()
+  source = (pathlib.Path(__file__).parents[1] / 'vision_jax' / 'data' / 'sources' /
+            'coco.py').read_text()
   for node in ast.parse(source).body:
     if (isinstance(node, ast.Assign) and len(node.targets) == 1 and
         getattr(node.targets[0], 'id', None) == 'COCO_CATEGORY_IDS'):
       assert mt.COCO_CATEGORY_IDS == ast.literal_eval(node.value)
       break
   else:
-    pytest.fail('COCO_CATEGORY_IDS not found in vision_jax/data/detection_sources.py')
+    pytest.fail('COCO_CATEGORY_IDS not found in vision_jax/data/sources/coco.py')
   assert len(mt.COCO_CATEGORY_IDS) == 80 and len(set(mt.COCO_CATEGORY_IDS)) == 80
 
 
@@ -451,9 +442,7 @@ def test_live_maskrcnn_resnet50_parity(live_maskrcnn):
 
 
 def test_live_maskrcnn_resnet50_detections(live_maskrcnn):
-  predict = _predict()
-  if predict is None:
-    pytest.skip('vision_jax.models.rcnn_inference.predict does not exist yet')
+  predict = rcnn_inference.predict
   lm = live_maskrcnn
   ref = lm['generator'].reference_detections(lm['model'], lm['image'])
   ours = run_predict(predict, lm['config'], lm['variables'], lm['image'])

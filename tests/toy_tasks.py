@@ -1,6 +1,5 @@
 """Small tasks that exercise the generic trainer without any model family."""
 import flax.linen as nn
-import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -20,8 +19,20 @@ def toy_config(**train) -> ml_collections.ConfigDict:
       steps=6, batch_size=8, log_every=2, checkpoint_every=2, keep_checkpoints=5,
       eval_every=0))
   config.train.update(train)
-  config.optimizer = ml_collections.ConfigDict(dict(
-      name='adam', learning_rate=0.05, warmup_steps=2, schedule='cosine'))
+  config.optimizers = ml_collections.ConfigDict({'model': dict(
+      name='adam', learning_rate=0.05, warmup_steps=2, schedule='cosine')})
+  config.lock()
+  return config
+
+
+def toy_gan_config(**train) -> ml_collections.ConfigDict:
+  config = toy_config(**train)
+  config.unlock()
+  config.optimizers = ml_collections.ConfigDict({
+      'generator': dict(name='adam', learning_rate=1e-2, b1=0.5, params='generator/.*'),
+      'discriminator': dict(name='adam', learning_rate=1e-2, b1=0.5,
+                            params='discriminator/.*')})
+  config.ema = ml_collections.ConfigDict(dict(decay=0.9, params='generator/.*'))
   config.lock()
   return config
 
@@ -60,33 +71,40 @@ class ToyRegressionTask(base.Task):
 
   def init_state(self, rng, total_steps):
     variables = self.net.init(rng, jnp.zeros((1, 4)), train=False)
-    tx = optim.make_optimizer(self.config.optimizer, total_steps)
-    return TrainState.create(variables['params'], tx, {'batch_stats': variables['batch_stats']})
+    return TrainState.create(variables['params'],
+                             optim.make_optimizers(self.config, total_steps),
+                             {'batch_stats': variables['batch_stats']})
 
-  def loss(self, params, state, batch, rng):
-    pred, updates = self.net.apply({'params': params, **state.model_state}, batch['x'],
+  def loss(self, params, model_state, batch, rng):
+    pred, updates = self.net.apply({'params': params, **model_state}, batch['x'],
                                    train=True, rngs={'dropout': rng}, mutable=['batch_stats'])
-    return jnp.mean((pred - batch['y'])**2), updates
+    loss = jnp.mean((pred - batch['y'])**2)
+    return loss, ({'loss': loss}, updates)
 
   def train_step(self, state, batch, rng):
-    (loss, updates), grads = jax.value_and_grad(self.loss, has_aux=True)(
-        state.params, state, batch, rng)
-    return state.apply_gradients(grads, model_state=updates), {'loss': loss}
+    return state.minimize(self.loss, state.model_state, batch, rng)
 
   def train_data(self, *, start_batch, process_index, process_count):
     return batch_stream(self.config.seed, start_batch, self.config.train.batch_size,
                         self.fail_at_batch, self.nan_at_batch)
 
+  def predict_step(self, state, batch):
+    return {'y': self.net.apply(state.variables, batch['x'], train=False)}
 
-class GanState(flax.struct.PyTreeNode):
-  """Two models, two optimizers, one step counter."""
-  step: jax.Array
-  generator: TrainState
-  discriminator: TrainState
+  def evaluate(self, context):
+    """A task-owned evaluation: mean squared error on one held-out batch."""
+    batch = next(batch_stream(self.config.seed + 1, 0, self.config.train.batch_size))
+    predictions = context.to_host(context.predict(context.state, context.shard(batch)))
+    mse = float(np.mean((predictions['y'] - batch['y'])**2))
+    return base.EvalResult({'toy/mse': mse})
 
 
 class ToyGanTask(base.Task):
-  """A 1-D GAN: the generator maps noise to samples of N(3, 0.5)."""
+  """A 1-D GAN: the generator maps noise to samples of N(3, 0.5).
+
+  Both networks live in one parameter tree with one named optimizer each; the step
+  updates the discriminator, then the generator, and keeps an EMA of the generator.
+  """
 
   def __init__(self, config):
     super().__init__(config)
@@ -95,33 +113,36 @@ class ToyGanTask(base.Task):
 
   def init_state(self, rng, total_steps):
     g_key, d_key = jax.random.split(rng)
-    g = TrainState.create(self.gen.init(g_key, jnp.zeros((1, 2)))['params'],
-                          optax.adam(1e-2, b1=0.5))
-    d = TrainState.create(self.disc.init(d_key, jnp.zeros((1, 1)))['params'],
-                          optax.adam(1e-2, b1=0.5))
-    return GanState(step=jnp.zeros((), jnp.int32), generator=g, discriminator=d)
+    params = {'generator': self.gen.init(g_key, jnp.zeros((1, 2)))['params'],
+              'discriminator': self.disc.init(d_key, jnp.zeros((1, 1)))['params']}
+    return TrainState.create(
+        params, optim.make_optimizers(self.config, total_steps,
+                                      required=('generator', 'discriminator')),
+        ema=optim.ema_from_config(self.config))
+
+  def loss_names(self, metrics):
+    return ['d_loss', 'g_loss']
+
+  def d_loss(self, params, noise, real):
+    fake = self.gen.apply({'params': params['generator']}, noise)
+    real_logits = self.disc.apply({'params': params['discriminator']}, real)
+    fake_logits = self.disc.apply({'params': params['discriminator']}, fake)
+    loss = (optax.sigmoid_binary_cross_entropy(real_logits, 1.0).mean()
+            + optax.sigmoid_binary_cross_entropy(fake_logits, 0.0).mean())
+    return loss, ({'d_loss': loss}, {})
+
+  def g_loss(self, params, noise):
+    fake = self.gen.apply({'params': params['generator']}, noise)
+    logits = self.disc.apply({'params': params['discriminator']}, fake)
+    loss = optax.sigmoid_binary_cross_entropy(logits, 1.0).mean()
+    return loss, ({'g_loss': loss}, {})
 
   def train_step(self, state, batch, rng):
     noise = jax.random.normal(rng, (batch['real'].shape[0], 2))
-
-    def d_loss(d_params):
-      fake = self.gen.apply({'params': state.generator.params}, noise)
-      real_logits = self.disc.apply({'params': d_params}, batch['real'])
-      fake_logits = self.disc.apply({'params': d_params}, fake)
-      return (optax.sigmoid_binary_cross_entropy(real_logits, 1.0).mean()
-              + optax.sigmoid_binary_cross_entropy(fake_logits, 0.0).mean())
-
-    def g_loss(g_params, d_params):
-      fake = self.gen.apply({'params': g_params}, noise)
-      return optax.sigmoid_binary_cross_entropy(
-          self.disc.apply({'params': d_params}, fake), 1.0).mean()
-
-    dl, d_grads = jax.value_and_grad(d_loss)(state.discriminator.params)
-    disc = state.discriminator.apply_gradients(d_grads)
-    gl, g_grads = jax.value_and_grad(g_loss)(state.generator.params, disc.params)
-    gen = state.generator.apply_gradients(g_grads)
-    return (GanState(step=state.step + 1, generator=gen, discriminator=disc),
-            {'loss': dl + gl, 'd_loss': dl, 'g_loss': gl})
+    state, d_metrics = state.minimize(self.d_loss, noise, batch['real'],
+                                      optimizers='discriminator')
+    state, g_metrics = state.minimize(self.g_loss, noise, optimizers='generator')
+    return state, {**d_metrics, **g_metrics}
 
   def train_data(self, *, start_batch, process_index, process_count):
     index = start_batch

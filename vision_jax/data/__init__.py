@@ -1,18 +1,26 @@
 """Datasets (TFDS builders, procedural, no download) and tf.data input pipelines.
 
-Importing this package registers the project's TFDS builders (`synthetic_shapes`) and
-hides GPUs from TensorFlow (it only runs tf.data here).
+Importing this package registers the project's TFDS builders (`synthetic_shapes`,
+`digits`, `coco_format`) and hides GPUs from TensorFlow (it only runs tf.data here).
 
 Modules
   datasets             get_builder / load_split: prepare procedural builders on first
                        use; catalog data absent -> DatasetNotFoundError (no download).
   synthetic_shapes     the procedural shapes dataset (class ids, keypoint names).
+  digits               scikit-learn's real 8x8 handwritten digits at 32x32 (bundled,
+                       no download): fixed stratified train 1437 / test 360.
   coco_format          a local COCO-format folder (COCO 2017 unzipped, or your own
                        images + annotation json) as a TFDS builder, prepared on first use.
+  streams              the family-agnostic core: deterministic indexing and shuffling,
+                       per-process shards, exact resume, evaluation padding, uint8.
+  sources/             per-dataset adapters, one module per TFDS builder name, each
+                       defining `<contract>_source(builder)`.
   detection_pipeline   make_detection_dataset(...) -> iterator of contract batches.
-  detection_sources    per-dataset adapters and metadata (class names, keypoints).
-  detection_transforms per-example TF geometry (flip, scale jitter, crop, pad).
-  single_image         one user image -> a batch of one.
+  detection_sources    the detection adapters' type (class names, keypoints, ...).
+  detection_transforms per-example TF geometry (flip, scale jitter, crop, pad), and
+                       `letterbox` for one user image.
+  labelled_images      the labelled-image contract (image + class label) and pipeline.
+  single_image         reading one user image file.
 
 The detection batch contract
 ----------------------------
@@ -21,8 +29,10 @@ data) yields numpy dicts of fixed shapes. B is the per-process batch size (the g
 batch size / process count), (H, W) the configured input size, M = `max_instances`,
 K the number of keypoints per instance.
 
-  image          [B, H, W, 3] float32  RGB in [0, 1], resized (aspect kept) then
-                                       zero-padded at the bottom/right to (H, W).
+  image          [B, H, W, 3] uint8    RGB, resized (aspect kept) then zero-padded
+                                       at the bottom/right to (H, W); the models
+                                       convert and normalise on device
+                                       (`vision_jax.ops.image`).
   boxes          [B, M, 4]    float32  (x1, y1, x2, y2) in input-image pixels,
                                        pixel-edge convention; 0 on padding.
   classes        [B, M]       int32    0-based thing class; -1 on padding.
@@ -57,4 +67,7 @@ def _hide_accelerators_from_tf() -> None:
 
 _hide_accelerators_from_tf()
 
-from vision_jax.data import synthetic_shapes  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position  (registers the builder)
+# Importing the builder modules registers them with TFDS.
+from vision_jax.data import coco_format  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position
+from vision_jax.data import digits  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position
+from vision_jax.data import synthetic_shapes  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position

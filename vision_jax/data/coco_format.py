@@ -376,8 +376,10 @@ class CocoFormat(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
   BUILDER_CONFIGS = []  # Configs come from `resolve` (one per folder).
-  # Read by `vision_jax.data.datasets`: prepared on first use, downloads nothing.
+  # Read by `vision_jax.data.datasets`: prepared on first use, downloads nothing, and
+  # built from this class with the config `resolve` registered.
   PROCEDURAL = True
+  RUNTIME_CONFIGS = True
 
   @classmethod
   def get_builder_config(cls, name, version=None):
@@ -534,6 +536,42 @@ def _objects(annotations, image, index, labels, num_keypoints, path) -> dict:
   if num_keypoints:
     objects['keypoints'] = keypoints
   return objects
+
+
+def original_ground_truth(config: CocoFormatConfig, split: str) -> dict:
+  """The split's annotation json as a COCO ground truth dict, exactly as stored.
+
+  Every annotation is kept (no `max_instances` limit), at original resolution. Fields the
+  json may omit get the values the records were built with: `iscrowd` 0, `area` the
+  mask's area, `segmentation` the box as a polygon.
+
+  Args:
+    config: the folder's config (`registered_config(name).`).
+    split: a split name, or a TFDS slice of one ('val2017[:100]'); the whole split's
+      json is returned (evaluators restrict it to the images they saw).
+  """
+  base = split.split('[')[0]
+  path = config.annotation_path(base)
+  data = _load_json(path)
+  images = {image['id']: image for image in data['images']}
+  with _quiet():
+    index = coco_api.COCO()
+    index.dataset = data
+    index.createIndex()
+  annotations = []
+  for number, ann in enumerate(data.get('annotations', []), start=1):
+    ann = dict(ann, id=ann.get('id', number), iscrowd=int(ann.get('iscrowd', 0)))
+    image = images[ann['image_id']]
+    if 'area' not in ann:
+      ann['area'] = float(_instance_mask(ann, index, int(image['height']),
+                                         int(image['width']), path).sum())
+    if not ann.get('segmentation'):
+      x, y, bw, bh = (float(v) for v in ann['bbox'])
+      ann['segmentation'] = [[x, y, x + bw, y, x + bw, y + bh, x, y + bh]]
+    annotations.append(ann)
+  return {'info': {'description': f'{path} (original annotations)'},
+          'images': [dict(image) for image in data['images']], 'annotations': annotations,
+          'categories': [dict(c) for c in data['categories']]}
 
 
 def _instance_mask(ann: dict, index, h: int, w: int, path: str) -> np.ndarray:

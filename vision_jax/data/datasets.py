@@ -128,11 +128,23 @@ def _prepare_procedural(builder: tfds.core.DatasetBuilder,
 
 
 def _make_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
-  """tfds.builder, except for local COCO-format folders (names from coco_format.resolve)."""
-  if name.split('/')[0].split(':')[0] == 'coco_format':
-    # Imported here: coco_format imports this module.
-    from vision_jax.data import coco_format  # pylint: disable=g-import-not-at-top
-    return coco_format.make_builder(name, data_dir)
+  """tfds.builder, except for builders whose configs are made at run time.
+
+  A builder class with `RUNTIME_CONFIGS = True` (e.g. `coco_format`, one config per local
+  folder, registered by its `resolve`) is constructed from the class, so that its config
+  object is used rather than one TFDS would read back from the prepared files.
+  """
+  base, _, config = name.partition('/')
+  try:
+    cls = tfds.builder_cls(base.split(':')[0])
+  except tfds.core.registered.DatasetNotFoundError:
+    cls = None
+  if cls is not None and getattr(cls, 'RUNTIME_CONFIGS', False):
+    if not config:
+      raise DatasetNotFoundError(
+          f'dataset {name!r} needs a config made at run time: for local COCO-format '
+          'folders set data.dataset=coco_format and data.coco_root=DIR')
+    return cls(config=config, data_dir=data_dir)
   return tfds.builder(name, data_dir=data_dir)
 
 

@@ -10,7 +10,10 @@ a pure function of (example, rng).
 """
 from typing import Sequence
 
+import numpy as np
 import tensorflow as tf
+
+from vision_jax.data import streams
 
 # Ignore value of padded pixels in the semantic map.
 SEMANTIC_PAD = -1
@@ -86,7 +89,7 @@ def preprocess(example: dict, *, image_size: tuple[int, int], max_instances: int
     keypoint_flip_perm: new keypoint index -> old index under a flip.
     with_keypoints: emit `keypoints` (only meaningful when K > 0).
   Returns:
-    dict with the contract's per-example shapes: image [H, W, 3] float32, boxes [M, 4],
+    dict with the contract's per-example shapes: image [H, W, 3] uint8, boxes [M, 4],
     classes [M] int32, valid [M] bool, is_crowd [M], areas [M], keypoints [M, K, 3]
     (when with_keypoints), masks [M, H, W] uint8, semantic [H, W] int32 (when given),
     image_id, scale, orig_size [2] int32, example_valid.
@@ -126,7 +129,8 @@ def preprocess(example: dict, *, image_size: tuple[int, int], max_instances: int
   new_size = tf.stack([new_h, new_w])
   boxes, keypoints = parts['boxes'], parts.get('keypoints')
   masks, semantic = parts.get('masks'), parts.get('semantic')
-  image = _resize_crop_pad(parts['image'], new_size, offset, image_size, 'bilinear') / 255.0
+  image = streams.to_uint8(
+      _resize_crop_pad(parts['image'], new_size, offset, image_size, 'bilinear'))
 
   # Boxes: scale, shift by the crop, clip to the image content inside the output.
   off_x, off_y = tf.cast(offset[1], tf.float32), tf.cast(offset[0], tf.float32)
@@ -183,3 +187,26 @@ def preprocess(example: dict, *, image_size: tuple[int, int], max_instances: int
   result['orig_size'] = tf.stack([h, w])
   result['example_valid'] = tf.constant(True)
   return result
+
+
+def letterbox(image: np.ndarray, image_size: Sequence[int]) -> dict:
+  """One user image -> a batch of one, resized and padded exactly as evaluation does.
+
+  Args:
+    image: [h, w, 3] uint8 RGB.
+    image_size: (H, W) model input size.
+  Returns:
+    numpy {'image': [1, H, W, 3] uint8, 'scale': [1] float32, 'orig_size': [1, 2] int32,
+    'image_id': [1] int64, 'example_valid': [1] bool}.
+  """
+  image = np.asarray(image)
+  if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+    raise ValueError(f'expected an [H, W, 3] uint8 RGB image, got {image.dtype} '
+                     f'{image.shape}')
+  example = {'image': tf.constant(image), 'boxes': tf.zeros([0, 4]),
+             'classes': tf.zeros([0], tf.int32), 'is_crowd': tf.zeros([0], tf.bool),
+             'areas': tf.zeros([0]), 'image_id': tf.constant(0, tf.int64)}
+  out = preprocess(example, image_size=tuple(image_size), max_instances=1, training=False,
+                   with_keypoints=False)
+  keys = ('image', 'scale', 'orig_size', 'image_id', 'example_valid')
+  return {k: np.asarray(out[k])[None] for k in keys}

@@ -1,4 +1,4 @@
-"""One user image -> a batch of one following the detection batch contract."""
+"""Reading one user image file (the families turn it into their own batch of one)."""
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -17,27 +17,3 @@ def read_image(path: str) -> np.ndarray:
   except (UnidentifiedImageError, OSError) as e:
     raise ImageReadError(
         f'{path!r} is not an image file that can be read (PNG, JPEG, BMP, ...): {e}') from e
-
-
-def image_batch(image: np.ndarray, image_size: tuple[int, int]) -> dict:
-  """Resizes (aspect kept) and pads bottom/right to image_size, as the eval pipeline does.
-
-  Args:
-    image: [h, w, 3] uint8 RGB.
-    image_size: (H, W) model input size.
-  Returns:
-    {'image': [1, H, W, 3] float32 in [0, 1], 'scale': [1], 'orig_size': [1, 2] int32,
-     'image_id': [1] int64, 'example_valid': [1] bool}.
-  """
-  if image.ndim != 3 or image.shape[-1] != 3:
-    raise ImageReadError(f'expected an [H, W, 3] RGB image, got shape {image.shape}')
-  h, w = image.shape[:2]
-  out_h, out_w = image_size
-  scale = min(out_h / h, out_w / w)
-  new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
-  resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
-  padded = np.zeros((out_h, out_w, 3), np.float32)
-  padded[:new_h, :new_w] = resized.astype(np.float32) / 255.0
-  return {'image': padded[None], 'scale': np.array([scale], np.float32),
-          'orig_size': np.array([[h, w]], np.int32), 'image_id': np.zeros((1,), np.int64),
-          'example_valid': np.ones((1,), bool)}

@@ -1,26 +1,38 @@
 """COCO-style evaluation with pycocotools, fed by batches of the detection batch contract.
 
-Ground truth and predictions arrive in input-image pixels and are mapped back to the
-ORIGINAL image with the batch's `scale` (orig = input / scale) before conversion to
-COCO json (bbox [x, y, w, h], RLE masks, keypoints [x, y, v] * K).
+Predictions arrive in input-image pixels and are mapped back to the ORIGINAL image with
+the batch's `scale` (orig = input / scale: the letterbox pads at the bottom/right only)
+before conversion to COCO json (bbox [x, y, w, h], RLE masks, keypoints [x, y, v] * K).
 
-  evaluator = CocoEvaluator(source.class_names, category_ids=source.category_ids)
+The ground truth is either
+  * the dataset's ORIGINAL annotations (`ground_truth=` a COCO json dict, e.g.
+    `DetectionSource.original_ground_truth(split)` for coco_format and coco/2017):
+    original resolution, every annotation, so the numbers are COCO's own; or
+  * rebuilt from the evaluation batches (datasets without original annotations): the
+    batch's instances (at most `max_instances` per image) mapped back with `scale`.
+
+  evaluator = CocoEvaluator(source.class_names, category_ids=source.category_ids,
+                            ground_truth=source.original_ground_truth('val2017'))
   for batch in eval_batches:
     evaluator.add(batch, predictions)       # numpy dicts
   metrics = evaluator.evaluate()            # {'box/AP': ..., 'box/AP50': ..., ...}
-  evaluator.write(workdir)                  # coco_ground_truth.json, coco_detections.json,
-                                            # eval_results.json
+  evaluator.write(workdir)                  # coco_ground_truth.json, coco_detections.json
 
 Predictions (numpy):
   boxes      [B, D, 4]       float (x1, y1, x2, y2) input pixels.
   scores     [B, D]          float.
   classes    [B, D]          int, 0-based.
   valid      [B, D]          bool (optional: all valid).
-  masks      [B, D, H, W]    float/uint8 in input pixels, > 0.5 is foreground (iou 'segm').
+  masks      [B, D, H, W]    float/uint8 in input pixels, > 0.5 is foreground (iou 'segm',
+                             mask_key='masks').
+  mask_probs [B, D, S, S]    mask probabilities in each box's frame (mask_key=
+                             'mask_probs'): pasted at ORIGINAL resolution into the box
+                             mapped back (`paste_mask`, detectron2's bilinear paste).
   keypoints  [B, D, K, 3]    (x, y, score) input pixels (iou 'keypoints').
 Metrics that pycocotools cannot define (no ground truth in an area range) are -1.
 """
 import contextlib
+import copy
 import io
 import json
 import os
@@ -31,6 +43,8 @@ import numpy as np
 from pycocotools import coco as coco_api
 from pycocotools import cocoeval
 from pycocotools import mask as mask_api
+
+from vision_jax.evaluation import evaluator
 
 IOU_TYPES = ('bbox', 'segm', 'keypoints')
 PREFIXES = {'bbox': 'box', 'segm': 'mask', 'keypoints': 'keypoints'}
@@ -62,6 +76,38 @@ def _to_original_mask(mask: np.ndarray, scale: float, orig_size) -> np.ndarray:
   rows = np.minimum(((np.arange(h) + 0.5) * scale).astype(int), mask.shape[0] - 1)
   cols = np.minimum(((np.arange(w) + 0.5) * scale).astype(int), mask.shape[1] - 1)
   return mask[rows][:, cols]
+
+
+def _paste_weights(lo: float, hi: float, size: int, mask_size: int) -> np.ndarray:
+  """[size, mask_size] bilinear weights of mask cells at the pixel centres of one axis."""
+  u = (np.arange(size) + 0.5 - lo) / max(hi - lo, 1e-6) * mask_size - 0.5
+  return np.maximum(0.0, 1.0 - np.abs(u[:, None] - np.arange(mask_size)))
+
+
+def paste_mask(probs: np.ndarray, box, image_hw, threshold: float = 0.5) -> np.ndarray:
+  """A box-frame mask -> an [h, w] bool image mask (numpy, any image size).
+
+  The same resampling as `vision_jax.models.rcnn_inference.paste_masks` (detectron2's
+  grid_sample paste: pixel p samples u = (p + 0.5 - lo) / (hi - lo) * S - 0.5, bilinear,
+  zero outside the mask), computed only over the rows and columns the box touches.
+
+  Args:
+    probs: [S, S] probabilities.
+    box: (x1, y1, x2, y2) in the image's pixels.
+    image_hw: (h, w) of the image.
+    threshold: foreground at probability >= threshold.
+  """
+  h, w = int(image_hw[0]), int(image_hw[1])
+  s = probs.shape[-1]
+  wy = _paste_weights(float(box[1]), float(box[3]), h, s)
+  wx = _paste_weights(float(box[0]), float(box[2]), w, s)
+  rows, cols = np.flatnonzero(wy.any(1)), np.flatnonzero(wx.any(1))
+  out = np.zeros((h, w), bool)
+  if rows.size and cols.size:
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    values = wy[r0:r1] @ probs.astype(np.float64) @ wx[c0:c1].T
+    out[r0:r1, c0:c1] = values >= threshold
+  return out
 
 
 def _rle(mask: np.ndarray) -> dict:
@@ -119,9 +165,13 @@ def ground_truth_from_batch(batch: dict, category_ids: Sequence[int], *,
 
 
 def detections_from_batch(batch: dict, predictions: dict, category_ids: Sequence[int], *,
-                          with_masks: bool = False, with_keypoints: bool = False
-                          ) -> list[dict]:
-  """COCO results (`image_id, category_id, bbox, score` [+ segmentation, keypoints])."""
+                          with_masks: bool = False, with_keypoints: bool = False,
+                          mask_key: str = 'masks') -> list[dict]:
+  """COCO results (`image_id, category_id, bbox, score` [+ segmentation, keypoints]).
+
+  Masks come from `predictions[mask_key]`: 'masks' (input pixels, resampled to the
+  original size) or 'mask_probs' (box frames, pasted at the original size).
+  """
   results = []
   valid = predictions.get('valid')
   for b in _examples(batch):
@@ -130,15 +180,17 @@ def detections_from_batch(batch: dict, predictions: dict, category_ids: Sequence
     image_id = int(batch['image_id'][b])
     keep = np.ones(len(predictions['scores'][b]), bool) if valid is None else valid[b]
     idx = np.flatnonzero(keep)
-    boxes = predictions['boxes'][b][idx].astype(np.float64) / scale
-    boxes = np.clip(boxes, 0, [w, h, w, h])
-    boxes = _xywh(boxes)
+    original = predictions['boxes'][b][idx].astype(np.float64) / scale
+    boxes = _xywh(np.clip(original, 0, [w, h, w, h]))
     for k, d in enumerate(idx):
       result = {'image_id': image_id,
                 'category_id': int(category_ids[int(predictions['classes'][b][d])]),
                 'bbox': [float(x) for x in boxes[k]],
                 'score': float(predictions['scores'][b][d])}
-      if with_masks:
+      if with_masks and mask_key == 'mask_probs':
+        result['segmentation'] = _rle(paste_mask(predictions['mask_probs'][b][d],
+                                                 original[k], (h, w)))
+      elif with_masks:
         result['segmentation'] = _rle(
             _to_original_mask(predictions['masks'][b][d] > 0.5, scale, (h, w)))
       if with_keypoints:
@@ -178,7 +230,7 @@ def _quiet():
     logging.debug('pycocotools:\n%s', buffer.getvalue())
 
 
-class CocoEvaluator:
+class CocoEvaluator(evaluator.Evaluator):
   """Accumulates contract batches and predictions; scores them with pycocotools."""
 
   def __init__(self, class_names: Sequence[str], *, iou_types: Sequence[str] = ('bbox',),
@@ -186,7 +238,8 @@ class CocoEvaluator:
                keypoint_names: Sequence[str] = (),
                keypoint_skeleton: Sequence[tuple[int, int]] = (),
                keypoint_sigmas: Sequence[float] | None = None,
-               max_detections: int = 100):
+               max_detections: int = 100, ground_truth: dict | None = None,
+               mask_key: str = 'masks'):
     """Args:
       class_names: 0-based class names.
       iou_types: subset of ('bbox', 'segm', 'keypoints'); metric prefixes box/, mask/,
@@ -195,12 +248,17 @@ class CocoEvaluator:
       keypoint_names / keypoint_skeleton: for 'keypoints' (skeleton pairs 0-based).
       keypoint_sigmas: OKS sigma per keypoint (default DEFAULT_KEYPOINT_SIGMA each).
       max_detections: the largest of COCO's maxDets (1, 10, max_detections).
+      ground_truth: the original annotations as a COCO json dict (scored against, for
+        the images added); None: rebuilt from the batches.
+      mask_key: the predictions' mask field, 'masks' or 'mask_probs' (module doc).
     """
     unknown = set(iou_types) - set(IOU_TYPES)
     if unknown:
       raise ValueError(f'iou_types {sorted(unknown)} unknown; choose from {IOU_TYPES}')
     if 'keypoints' in iou_types and not keypoint_names:
       raise ValueError("iou type 'keypoints' needs keypoint_names")
+    if mask_key not in ('masks', 'mask_probs'):
+      raise ValueError(f"mask_key must be 'masks' or 'mask_probs', not {mask_key!r}")
     self.iou_types = tuple(iou_types)
     self.class_names = list(class_names)
     self.category_ids = (list(category_ids) if category_ids is not None
@@ -211,6 +269,18 @@ class CocoEvaluator:
                             if keypoint_sigmas is not None
                             else np.full(len(keypoint_names), DEFAULT_KEYPOINT_SIGMA))
     self.max_detections = max_detections
+    self.original = ground_truth
+    self.mask_key = mask_key
+    keys = ['boxes', 'scores', 'classes', 'valid']
+    keys += [mask_key] if self._with_masks else []
+    keys += ['keypoints'] if self._with_keypoints else []
+    self.prediction_keys = tuple(keys)
+    batch_keys = ['image_id', 'scale', 'orig_size', 'example_valid']
+    if ground_truth is None:
+      batch_keys += ['boxes', 'classes', 'valid', 'is_crowd', 'areas']
+      batch_keys += ['masks'] if self._with_masks else []
+      batch_keys += ['keypoints'] if self._with_keypoints else []
+    self.batch_keys = tuple(batch_keys)
     self.reset()
 
   def reset(self) -> None:
@@ -240,22 +310,35 @@ class CocoEvaluator:
           keep[b] = False
         self._seen.add(image_id)
     batch = dict(batch, example_valid=keep)
-    images, annotations = ground_truth_from_batch(
-        batch, self.category_ids, with_masks=self._with_masks,
-        with_keypoints=self._with_keypoints, first_annotation_id=len(self._annotations) + 1)
-    self._images += images
-    self._annotations += annotations
+    if self.original is None:
+      images, annotations = ground_truth_from_batch(
+          batch, self.category_ids, with_masks=self._with_masks,
+          with_keypoints=self._with_keypoints,
+          first_annotation_id=len(self._annotations) + 1)
+      self._images += images
+      self._annotations += annotations
     self._detections += detections_from_batch(
         batch, predictions, self.category_ids, with_masks=self._with_masks,
-        with_keypoints=self._with_keypoints)
+        with_keypoints=self._with_keypoints, mask_key=self.mask_key)
     self._results = None
 
   def ground_truth(self) -> dict:
-    """The COCO json dict of the ground truth added so far."""
-    return {'info': {'description': 'vision_jax ground truth'},
-            'images': list(self._images), 'annotations': list(self._annotations),
-            'categories': coco_categories(self.class_names, self.category_ids,
-                                          self.keypoint_names, self.keypoint_skeleton)}
+    """The COCO json dict of the ground truth of the images added so far."""
+    categories = coco_categories(self.class_names, self.category_ids, self.keypoint_names,
+                                 self.keypoint_skeleton)
+    if self.original is None:
+      return {'info': {'description': 'vision_jax ground truth'},
+              'images': list(self._images), 'annotations': list(self._annotations),
+              'categories': categories}
+    known = {image['id'] for image in self.original['images']}
+    missing = sorted(self._seen - known)
+    if missing:
+      raise ValueError(f'image ids {missing[:5]} were evaluated but are not in the '
+                       'original ground truth; is it the json of the evaluated split?')
+    return {**self.original,
+            'images': [i for i in self.original['images'] if i['id'] in self._seen],
+            'annotations': [a for a in self.original['annotations']
+                            if a['image_id'] in self._seen]}
 
   def detections(self) -> list[dict]:
     """The COCO results list of the detections added so far."""
@@ -263,22 +346,23 @@ class CocoEvaluator:
 
   def evaluate(self) -> dict[str, float]:
     """Flat metrics: {'box/AP', 'box/AP50', ..., 'box/AR100', ...} per iou type."""
+    truth = self.ground_truth()
     with _quiet():
       gt = coco_api.COCO()
-      gt.dataset = self.ground_truth()
+      gt.dataset = copy.deepcopy(truth)  # pycocotools rewrites segmentations in place.
       gt.createIndex()
     results = {}
     for iou_type in self.iou_types:
       names = _KEYPOINT_STATS if iou_type == 'keypoints' else _BOX_STATS
       prefix = PREFIXES[iou_type]
       detections = [d for d in self._detections if iou_type != 'keypoints' or 'keypoints' in d]
-      if not detections or not self._images:
-        stats = [0.0 if self._annotations else -1.0] * len(names)
+      if not detections or not truth['images']:
+        stats = [0.0 if truth['annotations'] else -1.0] * len(names)
       else:
         with _quiet():
           dt = gt.loadRes(_strip_for(iou_type, detections))
           coco_eval = cocoeval.COCOeval(gt, dt, iou_type)
-          coco_eval.params.imgIds = sorted(image['id'] for image in self._images)
+          coco_eval.params.imgIds = sorted(image['id'] for image in truth['images'])
           if iou_type == 'keypoints':
             coco_eval.params.kpt_oks_sigmas = self.keypoint_sigmas
           else:
@@ -295,12 +379,11 @@ class CocoEvaluator:
     return dict(results)
 
   def write(self, workdir: str) -> None:
-    """Writes coco_ground_truth.json, coco_detections.json and eval_results.json."""
+    """Writes coco_ground_truth.json and coco_detections.json (the trainer writes
+    eval_results.json)."""
     os.makedirs(workdir, exist_ok=True)
-    results = self._results if self._results is not None else self.evaluate()
     for name, content in (('coco_ground_truth.json', self.ground_truth()),
-                          ('coco_detections.json', self.detections()),
-                          ('eval_results.json', results)):
+                          ('coco_detections.json', self.detections())):
       with open(os.path.join(workdir, name), 'w') as f:
         json.dump(content, f)
 

@@ -18,7 +18,7 @@ def masked_l1_loss(predictions, indices, targets, mask, *, normalize: str = 'obj
 
   Args:
     predictions: [B, h, w, C] dense map (e.g. CenterNet 'size' or 'offset').
-    indices: [B, M] int32 flat center indices y * w + x (`centernet_targets`).
+    indices: [B, M] int32 flat center indices y * w + x (`losses.centernet.centernet_targets`).
     targets: [B, M, C] float32.
     mask: [B, M] bool (or float weights) of objects that count.
     normalize: 'objects' or 'elements', see the module docstring.

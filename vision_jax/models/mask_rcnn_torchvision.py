@@ -24,7 +24,7 @@ torchvision's (C, H, W) flattening of the pooled 7x7 map to ours (H, W, C).
 Classes: torchvision's COCO models have 91 box / mask outputs indexed by COCO category
 id (0 = background, 11 ids unused); they convert to `num_classes=90` as they are, or,
 with `coco_contiguous=True`, to the 80 official categories in the order of
-`vision_jax.data.detection_sources.COCO_CATEGORY_IDS` (class c <-> model output c + 1;
+`vision_jax.data.sources.coco.COCO_CATEGORY_IDS` (class c <-> model output c + 1;
 copied here as `COCO_CATEGORY_IDS`).
 
 Only numpy is needed for `from_torchvision` (torch tensors are accepted, converted with
@@ -49,7 +49,7 @@ _FPN = 'backbone.fpn.'
 _NORM_LEAVES = {'scale': 'weight', 'bias': 'bias', 'mean': 'running_mean',
                 'var': 'running_var'}
 _POOLED = 7  # the box head's RoIAlign output size
-# A copy of vision_jax.data.detection_sources.COCO_CATEGORY_IDS (the 80 official COCO
+# A copy of vision_jax.data.sources.coco.COCO_CATEGORY_IDS (the 80 official COCO
 # category ids in contiguous class order; tests check they are equal): importing
 # vision_jax.data loads TensorFlow, and torchvision imported after TensorFlow crashes.
 COCO_CATEGORY_IDS = (

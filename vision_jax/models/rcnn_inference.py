@@ -188,14 +188,16 @@ def predict(model: mask_rcnn.MaskRCNN, variables, images: jax.Array,
 
   Args:
     model: a MaskRCNN module; variables its variables.
-    images: [B, H, W, 3] in [0, 1].
+    images: [B, H, W, 3] uint8 (or float in [0, 1]).
     image_sizes: [B, 2] (height, width) of the real image in each padded input; None
       for the whole input.
     mask_threshold: masks are returned binarized at this probability.
 
   Returns:
-    `detect`'s dict, plus 'masks' [B, D, H, W] uint8 (mask head) and 'keypoints'
-    [B, D, K, 3] (x, y, logit) (keypoint head).
+    `detect`'s dict, plus, with the mask head, 'masks' [B, D, H, W] uint8 (pasted into
+    the input) and 'mask_probs' [B, D, S, S] float32 (the detected class's mask
+    probabilities in each box's frame, for pasting at another resolution; 0 on invalid
+    detections), and with the keypoint head 'keypoints' [B, D, K, 3] (x, y, logit).
   """
   config = model.config
   if image_sizes is None:
@@ -213,7 +215,9 @@ def predict(model: mask_rcnn.MaskRCNN, variables, images: jax.Array,
                               method=mask_rcnn.MaskRCNN.mask_head)
     chosen = jnp.take_along_axis(mask_logits, (out['classes'] + 1)[:, :, None, None, None],
                                  axis=-1)[..., 0]
-    probs = paste_masks(jax.nn.sigmoid(chosen), out['boxes'], images.shape[1:3])
+    box_probs = jnp.where(out['valid'][:, :, None, None], jax.nn.sigmoid(chosen), 0.0)
+    out['mask_probs'] = box_probs
+    probs = paste_masks(box_probs, out['boxes'], images.shape[1:3])
     out['masks'] = ((probs >= mask_threshold) & out['valid'][:, :, None, None]).astype(jnp.uint8)
   if config.keypoint_head:
     heatmaps = model.apply(variables, pyramid, out['boxes'],

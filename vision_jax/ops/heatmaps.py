@@ -1,4 +1,8 @@
-"""CenterNet / CornerNet keypoint heatmap targets, in pure jnp (static shapes, jit-able).
+"""Keypoint heatmap primitives (CenterNet, CornerNet), in pure jnp (static shapes, jit-able).
+
+Gaussian radii, gaussians drawn per object class into a heatmap, and reading feature
+vectors at flat positions. The CenterNet target assembly built from them lives with its
+loss (`vision_jax.losses.centernet`).
 
 Conventions
   * Boxes are (x1, y1, x2, y2) float32 in input-image pixels, pixel-edge convention
@@ -105,67 +109,6 @@ def _draw_gaussians(centers, radii, classes, mask, *, output_size, num_classes):
   c_idx = jnp.broadcast_to(cls[:, :, None, None], g.shape)
   heatmap = jnp.zeros((batch, h, w, num_classes), jnp.float32)
   return heatmap.at[b_idx, y_idx, x_idx, c_idx].max(g, mode='drop')
-
-
-def centernet_targets(boxes, classes, valid, *, output_size, stride, num_classes,
-                      min_overlap: float = 0.7):
-  """CenterNet training targets for a padded batch of boxes.
-
-  Args:
-    boxes: [B, M, 4] float32 (x1, y1, x2, y2) in input pixels.
-    classes: [B, M] int32 0-based classes (anything on padding).
-    valid: [B, M] bool, real objects.
-    output_size: static (h, w) of the output grid (input size / stride).
-    stride: static output stride (4 for CenterNet).
-    num_classes: static number of heatmap channels.
-    min_overlap: gaussian_radius's IoU.
-
-  Returns:
-    dict with
-      heatmap  [B, h, w, num_classes] float32: max of per-object gaussians, 1 at centers.
-      indices  [B, M] int32: flat center index cy * w + cx into an [h, w] map (0 where
-               mask is False).
-      centers  [B, M, 2] int32: (cx, cy) integer center cell.
-      size     [B, M, 2] float32: (w, h) of the box in OUTPUT units (input px / stride).
-      offset   [B, M, 2] float32: center / stride - centers, in [0, 1) (up to 1 when an
-               edge center is clamped).
-      radius   [B, M] int32: gaussian radius in cells.
-      mask     [B, M] bool: valid and the box (clipped to the image) has w > 0, h > 0.
-    Everything is zero where mask is False.
-  """
-  return _centernet_targets(boxes, classes, valid, min_overlap,
-                            output_size=tuple(int(s) for s in output_size),
-                            stride=stride, num_classes=int(num_classes))
-
-
-@functools.partial(jax.jit, static_argnames=('output_size', 'stride', 'num_classes'))
-def _centernet_targets(boxes, classes, valid, min_overlap, *, output_size, stride,
-                       num_classes):
-  out_h, out_w = output_size
-  b = jnp.asarray(boxes, jnp.float32) / stride
-  limits = jnp.array([out_w, out_h, out_w, out_h], jnp.float32)
-  b = jnp.clip(b, 0.0, limits)
-  bw = b[..., 2] - b[..., 0]
-  bh = b[..., 3] - b[..., 1]
-  mask = jnp.asarray(valid, bool) & (bw > 0) & (bh > 0)
-  center = jnp.stack([(b[..., 0] + b[..., 2]) / 2, (b[..., 1] + b[..., 3]) / 2], axis=-1)
-  max_cell = jnp.array([out_w - 1, out_h - 1], jnp.int32)
-  centers = jnp.clip(jnp.floor(center).astype(jnp.int32), 0, max_cell)
-  radius = gaussian_radius(jnp.ceil(bh), jnp.ceil(bw), min_overlap)
-  radius = jnp.maximum(0, jnp.floor(radius)).astype(jnp.int32)
-  heatmap = _draw_gaussians(centers, radius, classes, mask, output_size=output_size,
-                            num_classes=num_classes)
-  m2 = mask[..., None]
-  centers = jnp.where(m2, centers, 0)
-  return dict(
-      heatmap=heatmap,
-      indices=jnp.where(mask, centers[..., 1] * out_w + centers[..., 0], 0).astype(jnp.int32),
-      centers=centers,
-      size=jnp.where(m2, jnp.stack([bw, bh], axis=-1), 0.0),
-      offset=jnp.where(m2, center - centers, 0.0),
-      radius=jnp.where(mask, radius, 0),
-      mask=mask,
-  )
 
 
 def gather_features(feature_map, indices):

@@ -3,7 +3,8 @@
 One jit'd train step holds the whole two-stage pipeline with static shapes: backbone +
 FPN, RPN losses on sampled anchors, proposals (top-k, NMS), RoI sampling with the ground
 truth appended, box-head losses, and the mask / keypoint losses on the positive RoIs.
-Prediction runs `rcnn_inference.predict` (detections, pasted masks, keypoints).
+Prediction runs `rcnn_inference.predict` (detections, pasted masks, keypoints);
+evaluation pastes each mask at the image's original resolution (`mask_probs`).
 """
 import functools
 
@@ -12,14 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vision_jax.data import detection_pipeline
-from vision_jax.evaluation import coco
 from vision_jax.losses import rcnn as rcnn_losses
 from vision_jax.models import mask_rcnn
 from vision_jax.models import rcnn_inference
 from vision_jax.ops import switch
-from vision_jax.tasks import base
-from vision_jax.tasks import detection_data
+from vision_jax.tasks import detection_base
 from vision_jax.train import config as config_lib
 from vision_jax.train import optim
 from vision_jax.train.state import TrainState
@@ -37,11 +35,10 @@ def image_sizes(batch: dict, image_size) -> jax.Array:
   return jnp.minimum(size, jnp.asarray(image_size, jnp.float32)).astype(jnp.int32)
 
 
-class MaskRCNNTask(detection_data.DetectionData, base.Task):
+class MaskRCNNTask(detection_base.DetectionTask):
 
   def __init__(self, config):
     super().__init__(config)
-    self.source = detection_pipeline.get_detection_source_from_config(config.data)
     try:
       self.model_config = mask_rcnn.from_config_dict(
           config.model, self.source.num_classes, self.source.num_keypoints)
@@ -51,7 +48,6 @@ class MaskRCNNTask(detection_data.DetectionData, base.Task):
       raise config_lib.ConfigError(f'model.keypoint_head is set but {config.data.dataset} '
                                    'has no keypoints')
     self.model = mask_rcnn.MaskRCNN(self.model_config)
-    self.image_size = tuple(config.data.image_size)
     self.anchors = mask_rcnn.anchors(self.model_config, self.image_size)
     weights = dict(config.loss) if 'loss' in config else {}
     unknown = sorted(set(weights) - {f'{name}_weight' for name in LOSS_NAMES})
@@ -61,7 +57,8 @@ class MaskRCNNTask(detection_data.DetectionData, base.Task):
     self.loss_weights = {name: float(weights.get(f'{name}_weight', 1.0)) for name in LOSS_NAMES}
 
   def init_state(self, rng, total_steps):
-    variables = self.model.init(rng, jnp.zeros((1, *self.image_size, 3)), train=False)
+    variables = self.model.init(rng, jnp.zeros((1, *self.image_size, 3), jnp.uint8),
+                                train=False)
     checkpoint = self.config.get('init', {}).get('torchvision_checkpoint')
     if checkpoint:
       variables = self._from_torchvision(variables, checkpoint)
@@ -70,8 +67,8 @@ class MaskRCNNTask(detection_data.DetectionData, base.Task):
                       'backbone norms stay identities (pretrained statistics expected); '
                       'set init.torchvision_checkpoint or use model.norm=batch / group')
     params = variables.pop('params')
-    tx = optim.make_optimizer(self.config.optimizer, total_steps)
-    return TrainState.create(params, tx, dict(variables))
+    return TrainState.create(params, optim.make_optimizers(self.config, total_steps),
+                             dict(variables), ema=optim.ema_from_config(self.config))
 
   def _from_torchvision(self, variables, path):
     """Variables started from a torchvision checkpoint on disk (R-CNN or ImageNet ResNet)."""
@@ -164,9 +161,7 @@ class MaskRCNNTask(detection_data.DetectionData, base.Task):
     return sum(self.loss_weights[name] * value for name, value in terms.items())
 
   def train_step(self, state, batch, rng):
-    grad_fn = jax.grad(self.losses, has_aux=True)
-    grads, (metrics, updates) = grad_fn(state.params, state.model_state, batch, rng)
-    return state.apply_gradients(grads, model_state={**state.model_state, **updates}), metrics
+    return state.minimize(self.losses, state.model_state, batch, rng)
 
   def predict_step(self, state, batch):
     sizes = image_sizes(batch, self.image_size) if 'orig_size' in batch else None
@@ -177,42 +172,34 @@ class MaskRCNNTask(detection_data.DetectionData, base.Task):
     return {'with_masks': cfg.mask_head,
             'num_keypoints': self.source.num_keypoints if cfg.keypoint_head else 0}
 
-  def make_evaluator(self):
+  def evaluator_options(self):
     cfg = self.model_config
     iou_types = ['bbox']
     if cfg.mask_head:
       iou_types.append('segm')
-    keypoint_args = {}
+    options = {'max_detections': cfg.detections_per_image, 'mask_key': 'mask_probs'}
     if cfg.keypoint_head:
       iou_types.append('keypoints')
       sigmas = self.config.eval.get('keypoint_sigmas')
-      keypoint_args = dict(keypoint_names=self.source.keypoint_names,
-                           keypoint_skeleton=self.source.keypoint_skeleton,
-                           keypoint_sigmas=tuple(sigmas) if sigmas else None)
-    return coco.CocoEvaluator(self.source.class_names, iou_types=iou_types,
-                              category_ids=self.source.category_ids,
-                              max_detections=cfg.detections_per_image, **keypoint_args)
+      options.update(keypoint_names=self.source.keypoint_names,
+                     keypoint_skeleton=self.source.keypoint_skeleton,
+                     keypoint_sigmas=tuple(sigmas) if sigmas else None)
+    return {'iou_types': iou_types, **options}
 
-  def draw_predictions(self, batch, predictions):
-    n = min(self.config.eval.num_pictures, len(batch['image']))
-    threshold = self.config.eval.get('draw_score_threshold', 0.5)
-    pictures = []
-    for i in range(n):
-      shown = predictions['valid'][i] & (predictions['scores'][i] >= threshold)
-      image = batch['image'][i]
-      if 'masks' in predictions:
-        image = draw.draw_masks(image, predictions['masks'][i], predictions['classes'][i],
-                                shown)
-      picture = draw.draw_boxes(image, predictions['boxes'][i], predictions['classes'][i],
-                                predictions['scores'][i], class_names=self.source.class_names,
-                                valid=shown, upscale=3)
-      if 'keypoints' in predictions:
-        # The picture is drawn at 3x; every predicted keypoint is shown.
-        picture = draw.draw_keypoints(picture, predictions['keypoints'][i] * [3, 3, 1], shown,
-                                      skeleton=self.source.keypoint_skeleton,
-                                      score_threshold=-np.inf)
-      pictures.append(picture)
-    return np.stack(pictures)
+  def draw_one(self, image, predictions):
+    upscale = self.draw_upscale
+    shown = predictions['valid'] & (predictions['scores'] >= self.draw_score_threshold)
+    if 'masks' in predictions:
+      image = draw.draw_masks(image, predictions['masks'], predictions['classes'], shown)
+    picture = draw.draw_boxes(image, predictions['boxes'], predictions['classes'],
+                              predictions['scores'], class_names=self.source.class_names,
+                              valid=shown, upscale=upscale)
+    if 'keypoints' in predictions:
+      # Every predicted keypoint of a shown detection is drawn.
+      picture = draw.draw_keypoints(picture, predictions['keypoints'] * [upscale, upscale, 1],
+                                    shown, skeleton=self.source.keypoint_skeleton,
+                                    score_threshold=-np.inf)
+    return picture
 
 
 def create(config) -> MaskRCNNTask:

@@ -8,9 +8,11 @@ config is locked: a key that does not exist is an error that names it.
 import ast
 import difflib
 import importlib.util
+import json
 import os
 from typing import Iterable
 
+from absl import logging
 import ml_collections
 
 
@@ -89,3 +91,102 @@ def split_config_overrides(argv: list[str], name: str = 'config') -> tuple[list[
     else:
       rest.append(arg)
   return rest, overrides
+
+
+# The workdir's memory of its config.
+
+CONFIG_FILE = 'config.json'
+# Keys whose change leaves the optimisation as it was (a trailing '.' covers a subtree):
+# any other change on resume is refused unless explicitly allowed.
+FREE_TO_CHANGE = ('eval.', 'train.log_every', 'train.checkpoint_every',
+                  'train.keep_checkpoints', 'train.eval_every', 'data.data_dir', 'benchmark.',
+                  'kernels')
+
+
+def to_json_dict(config: ml_collections.ConfigDict) -> dict:
+  """The config as plain JSON types (tuples become lists, unset placeholders None)."""
+  return json.loads(config.to_json_best_effort())
+
+
+def flatten(tree: dict, prefix: str = '') -> dict:
+  """{'a': {'b': 1}} -> {'a.b': 1}."""
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict) and value:
+      flat.update(flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
+
+
+def differences(saved: dict, current: dict) -> list[tuple[str, object, object]]:
+  """[(dotted key, saved value, current value)] of two JSON config dicts, sorted by key.
+
+  A key present on one side only shows `<absent>` on the other.
+  """
+  absent = '<absent>'
+  old, new = flatten(saved), flatten(current)
+  return [(k, old.get(k, absent), new.get(k, absent)) for k in sorted(set(old) | set(new))
+          if old.get(k, absent) != new.get(k, absent)]
+
+
+def changes_optimisation(key: str) -> bool:
+  return not any(key == free or (free.endswith('.') and key.startswith(free))
+                 for free in FREE_TO_CHANGE)
+
+
+def remember_config(workdir: str, config: ml_collections.ConfigDict, *, resuming_at: int | None,
+                    allow_change: bool = False, write: bool = True
+                    ) -> list[tuple[str, object, object]]:
+  """Writes `<workdir>/config.json` at the first start; on resume compares against it.
+
+  Args:
+    workdir: the run's directory.
+    config: the config of this start.
+    resuming_at: the step of the checkpoint this start resumes from, None for a new run.
+    allow_change: accept differences that change the optimisation; the saved config is
+      then kept as `config.before_step_<N>.json` and the new one written.
+    write: write files (False on all processes but the first).
+  Returns:
+    The differences found (empty for a new run).
+  Raises:
+    ConfigError: on resume, differences outside FREE_TO_CHANGE (steps, schedules,
+      learning rates, batch size, model, data, ...) without allow_change; the message
+      names every such key with both values.
+  """
+  path = os.path.join(workdir, CONFIG_FILE)
+  current = to_json_dict(config)
+  found = []
+  if resuming_at is not None and os.path.exists(path):
+    try:
+      with open(path) as f:
+        saved = json.load(f)
+    except (OSError, ValueError) as e:
+      raise ConfigError(f'{path} cannot be read ({e}); restore it from a backup, or delete it '
+                        'to take this config as the run\'s config') from e
+    found = differences(saved, current)
+    refused = [d for d in found if changes_optimisation(d[0])]
+    for key, old, new in found:
+      logging.info('config differs from %s: %s: %r -> %r', path, key, old, new)
+    if refused and not allow_change:
+      listed = '; '.join(f'{k}: {old!r} -> {new!r}' for k, old, new in refused)
+      raise ConfigError(
+          f'{workdir} holds a run started with another config, and these differences '
+          f'change its optimisation: {listed}. Resume with the saved values ({path}), use '
+          'a fresh --workdir, or pass --allow_config_change to continue with the new ones.')
+    if not refused or not write:
+      return found
+    os.replace(path, os.path.join(workdir, f'config.before_step_{resuming_at}.json'))
+    logging.warning('Continuing step %d with a changed config (--allow_config_change); '
+                    'the former one is kept as config.before_step_%d.json', resuming_at,
+                    resuming_at)
+  elif resuming_at is not None:
+    logging.warning('%s is missing: writing this start\'s config there', path)
+  if not write:
+    return found
+  os.makedirs(workdir, exist_ok=True)
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(current, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+  return found

@@ -3,13 +3,18 @@
 It knows nothing of any family: everything model-specific comes from the task
 (`vision_jax.tasks.base.Task`). Config fields read here:
 
-  seed                   int; init and per-step keys derive from it (same seed -> same run)
-  train.steps            total optimizer steps
+  seed                   int; init, per-step and evaluation keys derive from it
+  kernels                'auto' | 'cpu' | 'plain' (optional; `vision_jax.ops.backend`)
+  train.steps            total train steps
   train.batch_size       global batch size (split over all devices)
   train.log_every        progress line + scalar summaries every N steps
   train.checkpoint_every save every N steps (and always at the end)
   train.keep_checkpoints how many to keep
   train.eval_every       evaluate every N steps (0: only at the end)
+
+The workdir remembers its config (`config.json`, written at the first start); a resume
+whose config changes the optimisation is refused unless `allow_config_change`
+(`vision_jax.train.config.remember_config`).
 """
 import json
 import math
@@ -19,17 +24,20 @@ import time
 from absl import logging
 from clu import metric_writers
 import jax
-from jax.experimental import multihost_utils
 import numpy as np
 
+from vision_jax.ops import backend
 from vision_jax.tasks import base as tasks_base
 from vision_jax.train import checkpoint as checkpoint_lib
+from vision_jax.train import config as config_lib
 from vision_jax.train import mesh as mesh_lib
 from vision_jax.viz import grid as grid_lib
 
+EVAL_RESULTS = 'eval_results.json'
+
 
 class TrainingDivergedError(RuntimeError):
-  """The loss became NaN or infinite."""
+  """A loss became NaN or infinite."""
 
 
 class Trainer:
@@ -38,23 +46,31 @@ class Trainer:
   def __init__(self, config, workdir: str, task: tasks_base.Task | None = None):
     self.config = config
     self.workdir = workdir
+    # Read at trace time by the kernels that have a CPU-tuned and a plain form.
+    backend.set_kernels(config.get('kernels', 'auto'))
     self.task = task or tasks_base.create_task(config)
     self.mesh = mesh_lib.make_mesh()
     self.data_sharding = mesh_lib.batch_sharding(self.mesh)
     self.replicated = mesh_lib.replicated(self.mesh)
     mesh_lib.check_global_batch_size(config.train.batch_size)
     self.total_steps = int(config.train.steps)
-    self.init_key, self.train_key = jax.random.split(jax.random.key(config.seed))
+    self.init_key, self.train_key, self.eval_key = jax.random.split(
+        jax.random.key(config.seed), 3)
     self._init = jax.jit(lambda key: self.task.init_state(key, self.total_steps),
                          out_shardings=self.replicated)
+
+    def train_step(state, batch, rng):
+      state, metrics = self.task.train_step(state, batch, rng)
+      return state.replace(step=state.step + 1), metrics
+
     self.train_step = jax.jit(
-        self.task.train_step,
+        train_step,
         in_shardings=(self.replicated, self.data_sharding, self.replicated),
         out_shardings=(self.replicated, self.replicated),
         donate_argnums=(0,))
     self.predict_step = jax.jit(
         self.task.predict_step, in_shardings=(self.replicated, self.data_sharding),
-        out_shardings=self.replicated)
+        out_shardings=self.data_sharding)
     self.checkpoints = checkpoint_lib.Checkpoints(
         workdir, every=config.train.checkpoint_every, keep=config.train.keep_checkpoints)
 
@@ -76,6 +92,12 @@ class Trainer:
   def restore(self, step: int | None = None):
     return self.checkpoints.restore(self.abstract_state(), step)
 
+  def remember_config(self, *, allow_change: bool = False):
+    """Writes config.json at the first start; refuses optimisation changes on resume."""
+    return config_lib.remember_config(
+        self.workdir, self.config, resuming_at=self.checkpoints.latest_step(),
+        allow_change=allow_change, write=jax.process_index() == 0)
+
   # Training.
 
   def train(self, writer=None) -> tuple[object, dict]:
@@ -91,9 +113,23 @@ class Trainer:
                    self.total_steps)
     else:
       state = self._train_from(state, start, writer)
-    results = self.evaluate(state, writer=writer, step=self.total_steps)
+    results = self.evaluate(state, writer=writer)
     writer.flush()
     return state, results
+
+  def _check_finite(self, step: int, metrics: dict) -> None:
+    bad = {name: float(metrics[name]) for name in self.task.loss_names(list(metrics))
+           if not math.isfinite(float(metrics[name]))}
+    if not bad:
+      return
+    last = self.checkpoints.latest_step()
+    where = (f'{self.checkpoints.directory}/{last}' if last is not None
+             else 'none (no checkpoint was saved yet)')
+    listed = ', '.join(f'{name}={value}' for name, value in sorted(bad.items()))
+    raise TrainingDivergedError(
+        f'{listed} at step {step}; training stopped. Last good checkpoint: {where}. '
+        'Lower the learning rate (config.optimizers.<name>.learning_rate), add warmup or '
+        'gradient clipping, then resume.')
 
   def _train_from(self, state, start: int, writer):
     config = self.config.train
@@ -105,14 +141,7 @@ class Trainer:
 
     def settle(step, metrics):
       host = jax.device_get(metrics)
-      loss = float(host['loss'])
-      if not math.isfinite(loss):
-        last = self.checkpoints.latest_step()
-        where = (f'{self.checkpoints.directory}/{last}' if last is not None
-                 else 'none (no checkpoint was saved yet)')
-        raise TrainingDivergedError(
-            f'loss is {loss} at step {step}; training stopped. Last good checkpoint: {where}. '
-            'Lower optimizer.learning_rate, add warmup or gradient clipping, then resume.')
+      self._check_finite(step, host)
       window.append(host)
       if step % config.log_every == 0 or step == self.total_steps:
         means = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
@@ -132,45 +161,44 @@ class Trainer:
         pending = None
         self.checkpoints.save(step, state, force=is_last)
       if config.eval_every and step % config.eval_every == 0 and not is_last:
-        self.evaluate(state, writer=writer, step=step)
+        self.evaluate(state, writer=writer)
     return state
 
   # Evaluation.
 
-  def evaluate(self, state, *, writer=None, step: int | None = None) -> dict:
-    """Runs the task's evaluator over its evaluation split; writes results into workdir."""
-    evaluator = self.task.make_evaluator()
-    eval_data = self.task.eval_data(process_index=jax.process_index(),
-                                    process_count=jax.process_count())
-    if evaluator is None or eval_data is None:
-      return {}
-    step = int(jax.device_get(state.step)) if step is None else step
+  def eval_context(self, state) -> tasks_base.EvalContext:
+    step = int(jax.device_get(state.step))
+    return tasks_base.EvalContext(
+        state=state, rng=self.eval_key, workdir=self.workdir, step=step,
+        predict=self.predict_step, batch_sharding=self.data_sharding,
+        replicated=self.replicated,
+        shard=lambda batch: mesh_lib.shard_batch(batch, self.data_sharding),
+        to_host=mesh_lib.to_host, local_rows=mesh_lib.local_rows,
+        gather_batch=mesh_lib.gather_batch, process_index=jax.process_index(),
+        process_count=jax.process_count())
+
+  def evaluate(self, state, *, writer=None) -> dict:
+    """Runs the task's evaluation; writes eval_results.json (with the state's step),
+    predictions.png and summaries into workdir. Returns the metrics ({} without one)."""
+    context = self.eval_context(state)
     start = time.perf_counter()
-    first = None
-    for batch in eval_data:
-      predictions = self.predict_step(state, mesh_lib.shard_batch(batch, self.data_sharding))
-      predictions = jax.device_get(predictions)
-      if jax.process_count() > 1:
-        batch = multihost_utils.process_allgather(batch, tiled=True)
-      evaluator.add(batch, predictions)
-      if first is None:
-        first = (batch, predictions)
-    results = evaluator.evaluate()
-    logging.info('Evaluation at step %d (%.1fs): %s', step, time.perf_counter() - start,
-                 ', '.join(f'{k}={v:.4f}' for k, v in results.items()))
+    result = self.task.evaluate(context)
+    if result is None:
+      return {}
+    metrics = {k: float(v) for k, v in result.metrics.items()}
+    logging.info('Evaluation at step %d (%.1fs): %s', context.step, time.perf_counter() - start,
+                 ', '.join(f'{k}={v:.4f}' for k, v in metrics.items()))
     if jax.process_index() == 0:
-      evaluator.write(self.workdir)
-      with open(os.path.join(self.workdir, 'eval_results.json'), 'w') as f:
-        json.dump({'step': step, **{k: float(v) for k, v in results.items()}}, f, indent=2)
-      pictures = self.task.draw_predictions(*first) if first is not None else None
-      if pictures is not None:
+      with open(os.path.join(self.workdir, EVAL_RESULTS), 'w') as f:
+        json.dump({'step': context.step, **metrics}, f, indent=2)
+      if result.pictures is not None and len(result.pictures):
         grid_lib.save_png(os.path.join(self.workdir, 'predictions.png'),
-                          grid_lib.image_grid(pictures))
+                          grid_lib.image_grid(result.pictures))
         if writer is not None:
-          writer.write_images(step, {'predictions': pictures})
+          writer.write_images(context.step, {'predictions': result.pictures})
     if writer is not None:
-      writer.write_scalars(step, results)
-    return results
+      writer.write_scalars(context.step, metrics)
+    return metrics
 
 
 class _Progress:
@@ -190,11 +218,16 @@ class _Progress:
             f'ETA {time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"}')
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
-  """Trains `config` in `workdir` (resuming if it holds checkpoints); returns eval metrics."""
+def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = False) -> dict:
+  """Trains `config` in `workdir` (resuming if it holds checkpoints); returns eval metrics.
+
+  Raises ConfigError when resuming with a config that changes the optimisation, unless
+  `allow_config_change`.
+  """
   os.makedirs(workdir, exist_ok=True)
   trainer = Trainer(config, workdir)
   try:
+    trainer.remember_config(allow_change=allow_config_change)
     _, results = trainer.train()
   finally:
     trainer.checkpoints.close()
@@ -205,8 +238,25 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
   """Evaluates the newest (or `step`) checkpoint in workdir; writes eval_results.json."""
   trainer = Trainer(config, workdir)
   try:
+    log_config_differences(workdir, config)
     state = trainer.restore(step)
     return trainer.evaluate(state, writer=metric_writers.create_default_writer(
         os.path.join(workdir, 'eval'), just_logging=jax.process_index() > 0))
   finally:
     trainer.checkpoints.close()
+
+
+def log_config_differences(workdir: str, config) -> None:
+  """Logs how `config` differs from the one the workdir was trained with (if saved)."""
+  path = os.path.join(workdir, config_lib.CONFIG_FILE)
+  if not os.path.exists(path):
+    return
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+  except (OSError, ValueError):
+    logging.warning('%s cannot be read; not comparing configs', path)
+    return
+  for key, old, new in config_lib.differences(saved, config_lib.to_json_dict(config)):
+    logging.warning('config differs from the trained one (%s): %s: %r -> %r', path, key, old,
+                    new)

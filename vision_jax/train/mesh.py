@@ -4,6 +4,7 @@ One mesh axis, `data`, over every device of every process. Batches are split alo
 their leading dimension over `data`; parameters and optimizer state are replicated.
 """
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
@@ -39,3 +40,35 @@ def shard_batch(batch: dict, sharding: NamedSharding) -> dict:
   """Turns this process's numpy batch into global jax arrays split over the mesh."""
   return jax.tree.map(
       lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
+
+
+def to_host(tree):
+  """Device arrays -> numpy arrays of the whole global value (gathered over processes)."""
+  if jax.process_count() == 1:
+    return jax.device_get(tree)
+  return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def local_rows(tree):
+  """Batch-sharded device arrays -> numpy arrays of this process's rows, in order."""
+
+  def rows(x):
+    if not isinstance(x, jax.Array) or x.is_fully_addressable:
+      return np.asarray(jax.device_get(x))
+    shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
+    seen, parts = set(), []
+    for shard in shards:  # Replicas of a row block sit on several local devices.
+      start = shard.index[0].start or 0
+      if start not in seen:
+        seen.add(start)
+        parts.append(np.asarray(shard.data))
+    return np.concatenate(parts)
+
+  return jax.tree.map(rows, tree)
+
+
+def gather_batch(batch: dict) -> dict:
+  """This process's numpy batch -> the global batch (rows of process p at p * B/P)."""
+  if jax.process_count() == 1:
+    return batch
+  return multihost_utils.process_allgather(batch, tiled=True)

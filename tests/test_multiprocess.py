@@ -1,0 +1,96 @@
+"""Two processes (jax.distributed on loopback, 2 CPU devices each) train as one 4-device run.
+
+Each process reads its share of every global batch, the train steps all-reduce over
+both, checkpoints are written together and the evaluation gathers predictions from
+both. The final parameters must equal those of one process with 4 devices; they agree
+to float rounding only, as the cross-process reduction (gloo) adds in another order.
+The comparison trains with SGD: Adam divides by the gradients' own magnitude, which
+turns rounding differences of near-zero gradients into visible parameter differences.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, 'experiments', 'centernet_shapes.py') + ':tiny'
+
+_SCRIPT = r'''
+import json, os, sys
+process_id, num_processes, port, workdir, output = sys.argv[1:6]
+overrides = sys.argv[6:]
+import jax
+if int(num_processes) > 1:
+  jax.distributed.initialize(coordinator_address=f'127.0.0.1:{port}',
+                             num_processes=int(num_processes), process_id=int(process_id))
+import numpy as np
+from vision_jax.train import config as config_lib, loop
+config = config_lib.load_config(os.environ['CONFIG'], overrides)
+results = loop.train_and_evaluate(config, workdir)
+trainer = loop.Trainer(config, workdir)
+state = trainer.restore()
+trainer.checkpoints.close()
+if jax.process_index() == 0:  # Parameters are replicated: any local copy is the value.
+  leaves = [np.asarray(x.addressable_shards[0].data) for x in jax.tree.leaves(state.params)]
+  np.savez(output, *leaves)
+  with open(output + '.json', 'w') as f:
+    json.dump({'results': results, 'step': int(state.step),
+               'devices': [jax.process_count(), jax.device_count()]}, f)
+'''
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def _start(process_id, num_processes, devices_per_process, port, workdir, output, overrides):
+  env = dict(os.environ, CONFIG=CONFIG, JAX_PLATFORMS='cpu',
+             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices_per_process}')
+  return subprocess.Popen(
+      [sys.executable, '-c', _SCRIPT, str(process_id), str(num_processes), str(port),
+       str(workdir), str(output), *overrides],
+      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait(processes):
+  logs = []
+  for process in processes:
+    try:
+      out, _ = process.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+      for p in processes:
+        p.kill()
+      raise
+    logs.append(out)
+  for process, log in zip(processes, logs):
+    assert process.returncode == 0, log[-4000:]
+
+
+def test_two_processes_of_two_devices_equal_one_process_of_four(tmp_path):
+  overrides = ['train.steps=4', 'train.checkpoint_every=2', 'train.log_every=2',
+               'optimizers.model.name=sgd', 'optimizers.model.learning_rate=0.05',
+               f'data.data_dir={tmp_path / "tfds"}']
+  single = tmp_path / 'single.npz'
+  _wait([_start(0, 1, 4, 0, tmp_path / 'single', single, overrides)])
+  port = _free_port()
+  double = tmp_path / 'double.npz'
+  _wait([_start(i, 2, 2, port, tmp_path / 'double', double, overrides) for i in range(2)])
+
+  one = json.loads((tmp_path / 'single.npz.json').read_text())
+  two = json.loads((tmp_path / 'double.npz.json').read_text())
+  assert one['devices'] == [1, 4] and two['devices'] == [2, 4]
+  assert one['step'] == two['step'] == 4
+  # Both wrote one set of checkpoints and evaluated the whole validation split.
+  assert sorted(os.listdir(tmp_path / 'double' / 'checkpoints')) == ['2', '4']
+  assert set(one['results']) == set(two['results']) and 'box/AP' in two['results']
+  truth = json.loads((tmp_path / 'double' / 'coco_ground_truth.json').read_text())
+  assert len(truth['images']) == 16  # the tiny validation split, gathered from both
+  with np.load(single) as a, np.load(double) as b:
+    assert a.files == b.files and len(a.files) > 10
+    for key in a.files:
+      np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=1e-6, err_msg=key)
