@@ -1,10 +1,20 @@
 """Speed, measured as ratios in one run: an experiment's train step, or one op.
 
   python -m launch.benchmark --config=experiments/centernet_shapes.py
-  python -m launch.benchmark --op=roi_align
+  python -m launch.benchmark --op=roi_align            # also nms, conv3x3
+  python -m launch.benchmark --config=experiments/mask_rcnn_coco.py:bench --steps=5
 
-With `config.benchmark.torchvision_reference = 'mask_rcnn'` the run also times torchvision's
-train step (vision_jax/benchmarks/torchvision_reference.py) when torch and torchvision import.
+Side by side with torchvision (every --op, and an experiment whose config sets
+`config.benchmark.torchvision_reference = 'mask_rcnn'`), each comparison runs once per
+--threads setting (default all,1), in a fresh process each: 'all' gives both sides every
+core, '1' pins the process to one core with XLA and torch at one thread. It prints a
+table (side, threads, seconds, CPU use, ours / torchvision's time) per setting, and
+whether one thread held. The torchvision side is reported as skipped when torch and
+torchvision do not import. An experiment without a torchvision reference runs in this
+process, at all threads, unless --threads is given.
+
+The results JSON (--output) holds, for a comparison, each setting's results under
+'threads=<setting>' and the ratios under 'summary'; otherwise the flat results.
 """
 import json
 import os
@@ -20,62 +30,64 @@ torchvision_reference.import_error()
 
 from launch import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-flags.DEFINE_string('op', None, 'Benchmark one op instead of a train step (e.g. roi_align).')
-flags.DEFINE_integer('steps', 10, 'Timed train steps.')
+flags.DEFINE_string('op', None, 'Benchmark one op instead of a train step: roi_align, nms '
+                    'or conv3x3.')
+flags.DEFINE_string('op_kwargs', None, 'JSON object of keyword arguments for the op case, '
+                    'e.g. \'{"num_boxes": 1000}\' (see vision_jax/benchmarks/ops.py).')
+flags.DEFINE_integer('steps', 10, 'Timed train steps (each on its own batch and key).')
+flags.DEFINE_string('threads', None, 'Thread settings, comma-separated: all (every core) '
+                    'and/or a core count such as 1; each runs in a fresh process. Default: '
+                    'all,1 for comparisons with torchvision; in-process otherwise.')
 flags.DEFINE_string('output', 'benchmark.json', 'Where to write the results (JSON).')
 
 
-def _torchvision_reference(config, results: dict) -> dict:
-  """torchvision's step time and ours / its, when config.benchmark asks for it.
+def _print_flat(results: dict) -> None:
+  for key, value in results.items():
+    print(f'{key:>28}: {value:.4g}' if isinstance(value, float) else f'{key:>28}: {value}')
 
-  Reads config.benchmark.torchvision_reference ('mask_rcnn'), config.data.image_size,
-  config.train.batch_size, config.data.max_instances and every key of
-  config.benchmark.torchvision_kwargs (passed through; they win over the three above).
-  """
-  benchmark = config.get('benchmark') or {}
-  if benchmark.get('torchvision_reference') != 'mask_rcnn':
-    return {}
-  error = torchvision_reference.import_error()
-  if error:
-    print(f'torchvision comparison skipped: torch/torchvision not importable ({error})')
-    return {'torchvision_reference': f'skipped: {error}'}
-  extra = benchmark.get('torchvision_kwargs') or {}
-  kwargs = dict(image_size=tuple(config.data.image_size), batch_size=config.train.batch_size,
-                max_instances=config.data.max_instances)
-  kwargs.update(extra.to_dict() if hasattr(extra, 'to_dict') else dict(extra))
-  reference = torchvision_reference.mask_rcnn_train_step_seconds(**kwargs)
-  return {
-      'torchvision_seconds_per_step': reference['seconds_per_step'],
-      'ratio_ours_to_torchvision_step_time':
-          (1.0 / results['train_steps_per_s']) / reference['seconds_per_step'],
-      'torchvision_model': reference['model'],
-      'torchvision_trainable_backbone_layers': reference['trainable_backbone_layers'],
-      'torchvision_backbone_norm': reference['backbone_norm'],
-      'torchvision_torch_threads': reference['torch_threads'],
-      'torchvision_head_rois_per_image': reference['head_rois_per_image'],
-      'torchvision_box_head_rois_per_image': reference['box_head_rois_per_image'],
-      'torchvision_losses_finite': reference['losses_finite'],
-      'torch_version': reference['torch_version'],
-      'torchvision_version': reference['torchvision_version'],
-  }
+
+def _compared(kind: str, by_setting: dict) -> dict:
+  from vision_jax.benchmarks import compare  # pylint: disable=g-import-not-at-top
+  for setting, results in by_setting.items():
+    print(f'\n--- threads={setting} ---')
+    _print_flat({k: v for k, v in results.items() if k != 'threads'})
+  print()
+  print(compare.table(kind, by_setting))
+  return {'benchmark': kind, **{f'threads={s}': r for s, r in by_setting.items()},
+          'summary': compare.summary(kind, by_setting)}
 
 
 def main(argv):
   del argv
   FLAGS = common.FLAGS
+  from vision_jax.benchmarks import threads  # pylint: disable=g-import-not-at-top
+  try:
+    settings = threads.parse_settings(FLAGS.threads or 'all,1')
+  except ValueError as e:
+    raise common.UsageError(f'--threads: {e}') from e
   if FLAGS.op:
-    from vision_jax.benchmarks import ops
-    results = ops.run(FLAGS.op)
+    from vision_jax.benchmarks import compare  # pylint: disable=g-import-not-at-top
+    from vision_jax.benchmarks import ops  # pylint: disable=g-import-not-at-top
+    known = sorted(ops._OPS)  # pylint: disable=protected-access
+    if FLAGS.op not in known:
+      raise common.UsageError(f'unknown --op={FLAGS.op}; benchmarked ops: {", ".join(known)}')
+    kwargs = json.loads(FLAGS.op_kwargs) if FLAGS.op_kwargs else {}
+    output = _compared(FLAGS.op, compare.run_op(FLAGS.op, settings, **kwargs))
   else:
-    from vision_jax.benchmarks import train_step
-    workdir = FLAGS.workdir or tempfile.mkdtemp(prefix='benchmark_')
     config = common.load_config()
-    results = train_step.run(config, workdir, steps=FLAGS.steps)
-    results.update(_torchvision_reference(config, results))
-  for key, value in results.items():
-    print(f'{key:>28}: {value:.4g}' if isinstance(value, float) else f'{key:>28}: {value}')
+    compares = (config.get('benchmark') or {}).get('torchvision_reference') is not None
+    if compares or FLAGS.threads:
+      from vision_jax.benchmarks import compare  # pylint: disable=g-import-not-at-top
+      overrides = list(common._overrides)  # pylint: disable=protected-access
+      output = _compared('train_step', compare.run_train_step(
+          FLAGS.config, overrides, settings, steps=FLAGS.steps, workdir=FLAGS.workdir))
+    else:
+      from vision_jax.benchmarks import train_step  # pylint: disable=g-import-not-at-top
+      workdir = FLAGS.workdir or tempfile.mkdtemp(prefix='benchmark_')
+      output = train_step.run_with_reference(config, workdir, steps=FLAGS.steps)
+      _print_flat(output)
   with open(FLAGS.output, 'w') as f:
-    json.dump(results, f, indent=2)
+    json.dump(output, f, indent=2)
   print(f'wrote {os.path.abspath(FLAGS.output)}')
 
 

@@ -13,15 +13,45 @@ def test_roi_align_benchmark_reports_times_and_bounds():
               'copy_bandwidth_GBps'):
     assert results[key] > 0.0, key
   assert results['roi_align_p2_fwd_bwd_must_move_MB'] > results['roi_align_p2_fwd_must_move_MB']
-  assert 'torchvision' in results
+  assert results['torchvision'] == 'skipped: use_torch=False'
+  assert results['jax_threads'] >= 1 and 'roi_align_p2_fwd_busy_threads' in results
 
 
-def test_nms_benchmark_and_unknown_op():
-  results = ops_benchmark.run('nms', num_boxes=50, max_output_size=20, repeats=1,
-                              use_torch=False)
+def test_nms_benchmark_does_torchvisions_work_by_default_and_unknown_op():
+  results = ops_benchmark.run('nms', num_boxes=50, repeats=1, use_torch=False)
   assert results['nms_s'] > 0.0
+  # torchvision computes the full kept list: ours may not stop earlier.
+  assert results['equal_work'] and 'max_output_size 50' in results['case']
+  assert 0 < results['kept_ours'] <= 50
+  assert results['nms_cpu_per_wall'] >= 0.0
+  assert results['torchvision'].startswith('skipped')
+  capped = ops_benchmark.run('nms', num_boxes=50, max_output_size=5, repeats=1,
+                             use_torch=False)
+  assert not capped['equal_work'] and capped['kept_ours'] <= 5
   with pytest.raises(ValueError, match='roi_align'):
     ops_benchmark.run('no_such_op')
+
+
+def test_nms_against_torchvision_keeps_the_same_list():
+  pytest.importorskip('torchvision')
+  results = ops_benchmark.run('nms', num_boxes=200, repeats=1)
+  assert results['equal_work'] and results['same_kept_list']
+  assert results['kept_ours'] == results['kept_torchvision'] > 0
+  assert results['torchvision_nms_s'] > 0 and results['torch_threads'] >= 1
+
+
+def test_roi_align_against_torchvision_at_a_tiny_size():
+  pytest.importorskip('torchvision')
+  results = ops_benchmark.run('roi_align', num_images=1, channels=4, image_size=(64, 64),
+                              boxes_per_image=8, repeats=1, bandwidth_probe_bytes=2**20)
+  assert results['max_abs_diff_roi_align_p2'] < 1e-4
+  assert results['max_abs_diff_multilevel'] < 1e-4
+  for name in ('roi_align_p2_fwd', 'roi_align_p2_fwd_bwd', 'multilevel_fwd',
+               'multilevel_fwd_bwd'):
+    assert results[f'speedup_{name}'] > 0, name
+    assert f'torchvision_{name}_cpu_per_wall' in results and f'{name}_cpu_per_wall' in results
+  assert results['torch_threads'] >= 1 and results['jax_threads'] >= 1
+  assert 'single-threaded' in results['note']
 
 
 def test_conv3x3_benchmark_reports_times_and_ratios():

@@ -8,16 +8,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vision_jax.benchmarks import threads
 
-def time_fn(fn, *args, repeats=5, warmup=1):
-  """Median wall time in seconds of `fn(*args)` with its outputs blocked on."""
+
+def time_fn(fn, *args, repeats=5, warmup=1, usage: dict | None = None):
+  """Median wall time in seconds of `fn(*args)` with its outputs blocked on.
+
+  With `usage` (a dict), fills it with the CPU use of the timed repeats (warm-up
+  excluded): `threads.CpuUsage`'s wall_s, cpu_s, cpu_per_wall, busy_threads,
+  cpu_s_per_call.
+  """
   for _ in range(warmup):
     jax.block_until_ready(fn(*args))
   times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
+  with threads.CpuUsage(calls=repeats) as meter:
+    for _ in range(repeats):
+      start = time.perf_counter()
+      jax.block_until_ready(fn(*args))
+      times.append(time.perf_counter() - start)
+  if usage is not None:
+    usage.update(meter.result)
   return float(np.median(times))
 
 

@@ -21,12 +21,24 @@ input, 512 boxes per image, 7x7 output, sampling ratio 2):
   time as a multiple of it (`*_of_bound`); `*_corner_gathers_MB` is what the kernel
   streams through the caches (every bilinear corner of every sample).
 
-`nms` times greedy NMS of 2000 boxes (RPN-sized) against torchvision.ops.nms.
+`nms` times greedy NMS of 2000 boxes (RPN-sized) against torchvision.ops.nms, both
+computing the full kept list (ours with max_output_size = the number of boxes, so it
+cannot stop earlier than torchvision does); it reports both kept counts and whether the
+kept lists are identical.
 `conv3x3` times a 3x3 256 -> 256 convolution at FPN P2 size, forward and backward, as a
 ratio to the matmul rate and against torch's conv2d (the XLA flag check of
 `vision_jax.xla_flags`).
 All results are medians of `repeats` runs after a warm-up, measured in the same process;
-timings on a shared machine are noisy, so compare ratios from one quiet run.
+timings on a shared machine are noisy, so compare ratios from one quiet run. Each timed
+loop also reports its CPU use (`<name>_cpu_per_wall`: cores kept busy on average;
+`<name>_busy_threads`; `<name>_cpu_s`: mean CPU seconds per call), and the results say
+how many threads each side was given (`jax_threads`, `torch_threads`). To hold both sides to one thread, run in a fresh process
+(`vision_jax.benchmarks.threads.run_isolated`, or `python -m launch.benchmark
+--op=roi_align --threads=all,1`, which prints the side-by-side table).
+
+torchvision's CPU RoIAlign kernel is single-threaded at any torch thread count (a plain
+loop over RoIs, forward and backward; pytorch/vision#4935), and so is the suppression loop
+of its CPU NMS kernel: at 'all' threads only our side can use more than one core.
 """
 import os
 import time
@@ -38,6 +50,7 @@ import numpy as np
 
 from vision_jax import ops as vops
 from vision_jax.benchmarks import machine
+from vision_jax.benchmarks import threads
 from vision_jax.ops import pooling
 
 
@@ -48,6 +61,14 @@ def _torch():
   except ImportError:
     return None, None
   return torch, torchvision
+
+
+def _skipped(use_torch: bool) -> str:
+  """Why the torchvision side did not run."""
+  if not use_torch:
+    return 'skipped: use_torch=False'
+  from vision_jax.benchmarks import torchvision_reference  # pylint: disable=g-import-not-at-top
+  return f'skipped: not importable ({torchvision_reference.import_error()})'
 
 
 def _proposals(rng, num_images, per_image, image_size):
@@ -62,14 +83,42 @@ def _proposals(rng, num_images, per_image, image_size):
   return np.clip(boxes, 0, [width, height, width, height]).astype(np.float32)
 
 
-def _time_torch(fn: Callable[[], Any], repeats: int) -> float:
+ROI_ALIGN_NOTE = ("torchvision's CPU RoIAlign kernel is single-threaded (forward and "
+                  'backward loop over RoIs; pytorch/vision#4935): its time does not depend on '
+                  "torch's thread count")
+NMS_NOTE = ("torchvision's CPU NMS suppression loop is single-threaded; both sides compute "
+            'the full kept list')
+
+
+def _time_torch(fn: Callable[[], Any], repeats: int, usage: dict | None = None) -> float:
   fn()
   times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
+  with threads.CpuUsage(calls=repeats) as meter:
+    for _ in range(repeats):
+      start = time.perf_counter()
+      fn()
+      times.append(time.perf_counter() - start)
+  if usage is not None:
+    usage.update(meter.result)
   return float(np.median(times))
+
+
+def _timed(results: dict, key: str, fn, *args, repeats: int) -> None:
+  """results[key] = our median time of fn(*args); its CPU use next to it."""
+  usage: dict = {}
+  results[key] = machine.time_fn(fn, *args, repeats=repeats, usage=usage)
+  threads.record_usage(results, key, usage)
+
+
+def _timed_torch(results: dict, key: str, fn, *, repeats: int) -> None:
+  """results[key] = torch's median time of fn(); its CPU use next to it."""
+  usage: dict = {}
+  results[key] = _time_torch(fn, repeats, usage)
+  threads.record_usage(results, key, usage)
+
+
+def _torch_threads(torch) -> dict:
+  return {'torch_threads': torch.get_num_threads(), 'torch_version': torch.__version__}
 
 
 def _touched_rows(plan, level=None) -> int:
@@ -120,21 +169,21 @@ def _roi_align(num_images=2, channels=256, image_size=(800, 1088), boxes_per_ima
                f'{image_size[0]}x{image_size[1]}, {boxes_per_image} boxes/image, '
                f'{output_size}x{output_size}, sampling_ratio {sampling_ratio}'),
       'jax_backend': jax.default_backend(),
+      'jax_threads': threads.jax_threads(),
+      'note': ROI_ALIGN_NOTE,
   }
   start = time.perf_counter()
   single_fb.lower(features[0], boxes, cotangent).compile()
   results['compile_roi_align_fwd_bwd_s'] = time.perf_counter() - start
 
-  results['roi_align_p2_fwd_s'] = machine.time_fn(single_fwd, features[0], boxes,
-                                                  repeats=repeats)
-  results['roi_align_p2_fwd_bwd_s'] = machine.time_fn(single_fb, features[0], boxes, cotangent,
-                                                      repeats=repeats)
-  results['multilevel_fwd_s'] = machine.time_fn(multi_fwd, features, boxes, False,
-                                                repeats=repeats)
-  results['multilevel_fwd_bwd_s'] = machine.time_fn(multi_fb, features, boxes, cotangent,
-                                                    repeats=repeats)
-  results['multilevel_aligned_fwd_s'] = machine.time_fn(multi_fwd, features, boxes, True,
-                                                        repeats=repeats)
+  _timed(results, 'roi_align_p2_fwd_s', single_fwd, features[0], boxes, repeats=repeats)
+  _timed(results, 'roi_align_p2_fwd_bwd_s', single_fb, features[0], boxes, cotangent,
+         repeats=repeats)
+  _timed(results, 'multilevel_fwd_s', multi_fwd, features, boxes, False, repeats=repeats)
+  _timed(results, 'multilevel_fwd_bwd_s', multi_fb, features, boxes, cotangent,
+         repeats=repeats)
+  _timed(results, 'multilevel_aligned_fwd_s', multi_fwd, features, boxes, True,
+         repeats=repeats)
 
   # Bytes that must move, and the time at the measured copy bandwidth.
   bandwidth = machine.copy_bytes_per_second(bandwidth_probe_bytes, repeats=repeats)
@@ -183,9 +232,9 @@ def _roi_align(num_images=2, channels=256, image_size=(800, 1088), boxes_per_ima
 
   torch, torchvision = _torch() if use_torch else (None, None)
   if torch is None:
-    results['torchvision'] = 'not importable: our timings only'
+    results['torchvision'] = _skipped(use_torch)
     return results
-  results['torch_threads'] = torch.get_num_threads()
+  results.update(_torch_threads(torch))
   rois = torch.tensor(np.concatenate(
       [np.repeat(np.arange(n, dtype=np.float32), k)[:, None], boxes_np.reshape(-1, 4)], 1))
   f_torch = [torch.tensor(np.asarray(f).transpose(0, 3, 1, 2).copy()) for f in features]
@@ -238,35 +287,51 @@ def _roi_align(num_images=2, channels=256, image_size=(800, 1088), boxes_per_ima
   results['max_abs_diff_multilevel'] = float(np.abs(got_multi - want_multi).max())
 
   with torch.no_grad():
-    results['torchvision_roi_align_p2_fwd_s'] = _time_torch(tv_single, repeats)
-    results['torchvision_multilevel_fwd_s'] = _time_torch(tv_multi, repeats)
-  results['torchvision_roi_align_p2_fwd_bwd_s'] = _time_torch(tv_single_fb, repeats)
-  results['torchvision_multilevel_fwd_bwd_s'] = _time_torch(tv_multi_fb, repeats)
+    _timed_torch(results, 'torchvision_roi_align_p2_fwd_s', tv_single, repeats=repeats)
+    _timed_torch(results, 'torchvision_multilevel_fwd_s', tv_multi, repeats=repeats)
+  _timed_torch(results, 'torchvision_roi_align_p2_fwd_bwd_s', tv_single_fb, repeats=repeats)
+  _timed_torch(results, 'torchvision_multilevel_fwd_bwd_s', tv_multi_fb, repeats=repeats)
   for name in ('roi_align_p2_fwd', 'roi_align_p2_fwd_bwd', 'multilevel_fwd',
                'multilevel_fwd_bwd'):
     results[f'speedup_{name}'] = results[f'torchvision_{name}_s'] / results[f'{name}_s']
   return results
 
 
-def _nms(num_boxes=2000, iou_threshold=0.7, max_output_size=1000, repeats=5, seed=0,
+def _nms(num_boxes=2000, iou_threshold=0.7, max_output_size=None, repeats=10, seed=0,
          use_torch=True) -> dict:
+  """Greedy NMS of `num_boxes` random proposals, ours against torchvision.ops.nms.
+
+  torchvision always computes the full kept list, so by default ours does too
+  (max_output_size = num_boxes: it cannot stop before the last box). A smaller
+  max_output_size lets ours stop at that many kept boxes: `equal_work` is then False and
+  the kept lists are compared up to that count.
+  """
   rng = np.random.default_rng(seed)
   boxes_np = _proposals(rng, 1, num_boxes, (800, 1088))[0]
   scores_np = rng.uniform(size=num_boxes).astype(np.float32)
-  run = jax.jit(lambda b, s: vops.nms(b, s, iou_threshold, max_output_size))
-  results: dict[str, Any] = {'case': f'{num_boxes} boxes, IoU {iou_threshold}'}
-  results['nms_s'] = machine.time_fn(run, boxes_np, scores_np, repeats=repeats)
+  cap = num_boxes if max_output_size is None else int(max_output_size)
+  run = jax.jit(lambda b, s: vops.nms(b, s, iou_threshold, cap))
+  results: dict[str, Any] = {
+      'case': f'{num_boxes} boxes, IoU {iou_threshold}, max_output_size {cap}',
+      'jax_threads': threads.jax_threads(),
+      'note': NMS_NOTE,
+      'equal_work': cap >= num_boxes,
+  }
+  _timed(results, 'nms_s', run, boxes_np, scores_np, repeats=repeats)
+  result = run(boxes_np, scores_np)
+  ours = np.asarray(result.indices)[np.asarray(result.valid)]
+  results['kept_ours'] = int(ours.size)
   torch, torchvision = _torch() if use_torch else (None, None)
   if torch is None:
-    results['torchvision'] = 'not importable: our timings only'
+    results['torchvision'] = _skipped(use_torch)
     return results
+  results.update(_torch_threads(torch))
   b, s = torch.tensor(boxes_np), torch.tensor(scores_np)
-  keep = torchvision.ops.nms(b, s, iou_threshold).numpy()[:max_output_size]
-  result = run(boxes_np, scores_np)
-  results['same_kept_list'] = str(np.array_equal(
-      np.asarray(result.indices)[np.asarray(result.valid)], keep))
-  results['torchvision_nms_s'] = _time_torch(lambda: torchvision.ops.nms(b, s, iou_threshold),
-                                             repeats)
+  keep = torchvision.ops.nms(b, s, iou_threshold).numpy()
+  results['kept_torchvision'] = int(keep.size)
+  results['same_kept_list'] = bool(np.array_equal(ours, keep[:cap]))
+  _timed_torch(results, 'torchvision_nms_s', lambda: torchvision.ops.nms(b, s, iou_threshold),
+               repeats=repeats)
   results['speedup_nms'] = results['torchvision_nms_s'] / results['nms_s']
   return results
 
@@ -294,16 +359,18 @@ def _conv3x3(batch=2, size=128, channels=256, repeats=5, seed=0, use_torch=True)
   results: dict[str, Any] = {
       'case': f'{batch}x{size}x{size}x{channels} -> {channels}, 3x3',
       'xla_flags': os.environ.get('XLA_FLAGS', ''),
+      'jax_threads': threads.jax_threads(),
       'matmul_flops_per_s': matmul,
-      'conv_fwd_s': machine.time_fn(forward, x_np, k_np, repeats=repeats),
-      'conv_fwd_bwd_s': machine.time_fn(both, x_np, k_np, repeats=repeats),
   }
+  _timed(results, 'conv_fwd_s', forward, x_np, k_np, repeats=repeats)
+  _timed(results, 'conv_fwd_bwd_s', both, x_np, k_np, repeats=repeats)
   results['conv_fwd_ratio_to_matmul'] = flops / results['conv_fwd_s'] / matmul
   results['conv_fwd_bwd_ratio_to_matmul'] = 3 * flops / results['conv_fwd_bwd_s'] / matmul
   torch, _ = _torch() if use_torch else (None, None)
   if torch is None:
-    results['torchvision'] = 'not importable: our timings only'
+    results['torchvision'] = _skipped(use_torch)
     return results
+  results.update(_torch_threads(torch))
   x = torch.tensor(x_np).permute(0, 3, 1, 2).contiguous().requires_grad_(True)
   k = torch.tensor(k_np).permute(3, 2, 0, 1).contiguous().requires_grad_(True)
 
@@ -312,9 +379,9 @@ def _conv3x3(batch=2, size=128, channels=256, repeats=5, seed=0, use_torch=True)
     (torch.nn.functional.conv2d(x, k, padding=1) ** 2).sum().backward()
 
   with torch.no_grad():
-    results['torch_conv_fwd_s'] = _time_torch(
-        lambda: torch.nn.functional.conv2d(x, k, padding=1), repeats)
-  results['torch_conv_fwd_bwd_s'] = _time_torch(torch_both, repeats)
+    _timed_torch(results, 'torch_conv_fwd_s',
+                 lambda: torch.nn.functional.conv2d(x, k, padding=1), repeats=repeats)
+  _timed_torch(results, 'torch_conv_fwd_bwd_s', torch_both, repeats=repeats)
   results['ratio_ours_to_torch_fwd'] = results['conv_fwd_s'] / results['torch_conv_fwd_s']
   results['ratio_ours_to_torch_fwd_bwd'] = (results['conv_fwd_bwd_s']
                                             / results['torch_conv_fwd_bwd_s'])

@@ -5,28 +5,33 @@
     print(tvr.mask_rcnn_train_step_seconds(image_size=(512, 512), batch_size=2,
                                            num_classes=3, max_instances=8))
 
-`launch/benchmark.py` calls this after timing our train step when the experiment config
-sets `benchmark.torchvision_reference = 'mask_rcnn'`, and reports the ratio of the two.
+`launch/benchmark.py` calls this (through `train_step.run_with_reference`) after timing
+our train step, on the batches ours ran on, when the experiment config sets
+`benchmark.torchvision_reference = 'mask_rcnn'`, and reports the ratio of the two.
 torch and torchvision are imported lazily, inside the functions, so this module imports
 without them (e.g. in the project venv; a reference venv with torch and PYTHONPATH
 pointing at this checkout runs both).
 
 The model is `maskrcnn_resnet50_fpn` (or `keypointrcnn_resnet50_fpn`) with random
-weights, in train mode, fed synthetic images and targets, and stepped with SGD: forward
-with losses, backward, optimizer step. torchvision's transform resizes every image so its
-short side is `min_size` (capped by `max_size` on the long side); both are set to the
-image's own sides, so it runs at scale 1 on the same pixels as ours (it still pads to a
-multiple of 32, as ours does for the FPN).
+weights, in train mode, stepped with SGD: forward with losses, backward, optimizer step.
+Every step gets its own images and targets, as in training: our own batches when given
+(`batches`: the detection batch contract of `vision_jax.data`, e.g. the batches our
+timed steps ran on; `images_and_targets` converts them), otherwise distinct synthetic
+ones per step; all are built before the timed loop. torchvision's transform resizes
+every image so its short side is `min_size` (capped by `max_size` on the long side); both
+are set to the image's own sides, so it runs at scale 1 on the same pixels as ours (it
+still pads to a multiple of 32, as ours does for the FPN).
 
 The SGD step runs with learning rate 0, so the weights keep their initial values and
-every timed step does the same work. With random weights and a real learning rate
+a step's work depends on its batch only. With random weights and a real learning rate
 (0.02) torchvision's losses reach NaN after one step (its random frozen-BN backbone makes
 the mask loss ~270 at step 0); its NaN proposals are then dropped, the heads see only
 the appended ground-truth boxes, and the step gets ~1 s cheaper than a real one. The
 results say how many RoIs reached the box head and whether every timed loss was finite.
 """
-import os
 import time
+
+from vision_jax.benchmarks import threads as threads_lib
 
 
 def import_error() -> str | None:
@@ -76,6 +81,36 @@ def _targets(torch, rng, *, batch_size, image_size, num_classes, objects, keypoi
   return targets
 
 
+def images_and_targets(torch, batch: dict, *, keypoints: int = 0):
+  """One of our detection batches (numpy, `vision_jax.data`'s contract) as torchvision's
+  train-mode inputs: images [3, H, W] float in 0..1, targets with 'boxes' (x1, y1, x2, y2
+  pixels, as ours), 'labels' (our class + 1; 0 is background) and 'masks' [n, H, W] uint8
+  (or 'keypoints' [n, K, 3] with keypoints > 0) of the valid, non-crowd instances. Boxes
+  without area (torchvision refuses them) are left out.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  images, targets = [], []
+  for i in range(len(batch['image'])):
+    images.append(torch.tensor(np.asarray(batch['image'][i])).permute(2, 0, 1)
+                  .float().div(255.0).contiguous())
+    boxes = np.asarray(batch['boxes'][i], np.float32)
+    keep = np.asarray(batch['valid'][i], bool) & ~np.asarray(batch['is_crowd'][i], bool)
+    keep &= (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    target = {'boxes': torch.from_numpy(boxes[keep].copy()),
+              'labels': torch.from_numpy(np.asarray(batch['classes'][i])[keep].astype(np.int64) + 1)}
+    if keypoints:
+      if 'keypoints' not in batch:
+        raise ValueError('a Keypoint R-CNN reference needs batches with keypoints')
+      target['keypoints'] = torch.from_numpy(
+          np.asarray(batch['keypoints'][i], np.float32)[keep].copy())
+    else:
+      if 'masks' not in batch:
+        raise ValueError('a Mask R-CNN reference needs batches with masks')
+      target['masks'] = torch.from_numpy(np.asarray(batch['masks'][i], np.uint8)[keep].copy())
+    targets.append(target)
+  return images, targets
+
+
 def _model(torchvision, *, num_classes, keypoints, trainable_backbone_layers, **kwargs):
   """(model, trainable layers, backbone norm name)."""
   detection = torchvision.models.detection
@@ -111,7 +146,8 @@ def mask_rcnn_train_step_seconds(*, image_size, batch_size: int, num_classes: in
                                  max_instances: int = 8, objects_per_image: int = 3,
                                  keypoints: int = 0,
                                  trainable_backbone_layers: int | None = None,
-                                 steps: int = 5, warmup: int = 2, seed: int = 0) -> dict:
+                                 steps: int = 5, warmup: int = 2, seed: int = 0,
+                                 batches=None, threads: int | None = None) -> dict:
   """Times torchvision's R50-FPN Mask R-CNN (or Keypoint R-CNN) train step on this CPU.
 
   Args:
@@ -134,10 +170,20 @@ def mask_rcnn_train_step_seconds(*, image_size, batch_size: int, num_classes: in
       stages; 3 is its default there).
     steps: timed steps, after `warmup` untimed ones.
     seed: seeds torch (weights) and the synthetic data.
+    batches: None, or a sequence of our detection batches (numpy dicts, at least `steps`
+      of them, `batch_size` images of `image_size` each): the timed steps run on the last
+      `steps`, in order, the warm-up steps on those before (the first of the timed ones
+      when there are none). None: `warmup + steps` distinct synthetic batches, one per
+      step, `objects_per_image` objects each.
+    threads: torch's thread count for the run; None: every core this process may run
+      on (a process pinned to one core runs at 1).
 
   Returns:
     {'seconds_per_step', 'steps_per_s', 'images_per_s' (mean over the timed steps),
-     'torch_threads' (os.cpu_count(), set for the run), 'torch_version',
+     'cpu_per_wall', 'busy_threads', 'cpu_s_per_step' (the timed loop's CPU use:
+     `threads.CpuUsage`),
+     'torch_threads' (set for the run), 'data' (where the batches came from),
+     'distinct_batches' (how many the timed steps ran on), 'torch_version',
      'torchvision_version', 'trainable_backbone_layers', 'backbone_norm', 'model',
      'image_size', 'batch_size', 'objects_per_image', 'head_rois_per_image' and
      'box_head_rois_per_image' (RoIs per image reaching the mask / keypoint head and the
@@ -152,8 +198,11 @@ def mask_rcnn_train_step_seconds(*, image_size, batch_size: int, num_classes: in
   h, w = (int(s) for s in image_size)
   objects = max(1, min(int(objects_per_image), int(max_instances)))
   previous_threads = torch.get_num_threads()
-  threads = os.cpu_count() or 1
-  torch.set_num_threads(threads)
+  if threads is None:
+    threads = len(threads_lib.available_cores())
+  torch.set_num_threads(int(threads))
+  if batches is not None and len(batches) < steps:
+    raise ValueError(f'{len(batches)} batches for {steps} timed steps')
   try:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -169,9 +218,25 @@ def mask_rcnn_train_step_seconds(*, image_size, batch_size: int, num_classes: in
     params = [p for p in model.parameters() if p.requires_grad]
     # lr 0: the optimizer's work is done, the weights stay put (module docstring).
     optimizer = torch.optim.SGD(params, lr=0.0, momentum=0.9)
-    images = list(torch.rand(batch_size, 3, h, w, generator=torch.Generator().manual_seed(seed)))
-    targets = _targets(torch, rng, batch_size=batch_size, image_size=(h, w),
-                       num_classes=num_classes, objects=objects, keypoints=keypoints)
+    # (images, targets) of each step, warm-up first; built before anything is timed.
+    if batches is not None:
+      converted = [images_and_targets(torch, b, keypoints=keypoints) for b in batches]
+      timed, before = converted[len(converted) - steps:], converted[:len(converted) - steps]
+      before = before or timed[:1]
+      inputs = [before[i % len(before)] for i in range(warmup)] + timed
+      data = 'the given batches'
+    else:
+      generator = torch.Generator().manual_seed(seed)
+      inputs = [(list(torch.rand(batch_size, 3, h, w, generator=generator)),
+                 _targets(torch, rng, batch_size=batch_size, image_size=(h, w),
+                          num_classes=num_classes, objects=objects, keypoints=keypoints))
+                for _ in range(warmup + steps)]
+      data = 'synthetic, one batch per step'
+    for images, _ in inputs:
+      if len(images) != batch_size or any(tuple(im.shape[1:]) != (h, w) for im in images):
+        raise ValueError(f'batches must hold {batch_size} images of {h}x{w}')
+    timed_objects = [sum(len(t['boxes']) for t in targets) / batch_size
+                     for _, targets in inputs[warmup:]]
 
     # RoIs reaching the mask (keypoint) head: torchvision runs it on the positives only.
     head_rois, box_rois, losses_finite = [], [], []
@@ -181,7 +246,7 @@ def mask_rcnn_train_step_seconds(*, image_size, batch_size: int, num_classes: in
     model.roi_heads.box_roi_pool.register_forward_pre_hook(
         lambda module, args: box_rois.append(sum(len(b) for b in args[1])))
 
-    def step():
+    def step(images, targets):
       losses = model(images, targets)
       loss = sum(losses.values())
       optimizer.zero_grad(set_to_none=True)
@@ -189,12 +254,13 @@ def mask_rcnn_train_step_seconds(*, image_size, batch_size: int, num_classes: in
       optimizer.step()
       losses_finite.append(bool(torch.isfinite(loss.detach())))
 
-    for _ in range(warmup):
-      step()
-    start = time.perf_counter()
-    for _ in range(steps):
-      step()
-    seconds = (time.perf_counter() - start) / max(steps, 1)
+    for images, targets in inputs[:warmup]:
+      step(images, targets)
+    with threads_lib.CpuUsage(calls=steps) as usage:
+      for images, targets in inputs[warmup:]:
+        step(images, targets)
+    seconds = usage.result['wall_s'] / steps
+    threads_used = torch.get_num_threads()
     timed_rois = head_rois[-steps:]
     timed_box_rois = box_rois[-steps:]
   finally:
@@ -203,7 +269,12 @@ def mask_rcnn_train_step_seconds(*, image_size, batch_size: int, num_classes: in
       'seconds_per_step': seconds,
       'steps_per_s': 1.0 / seconds,
       'images_per_s': batch_size / seconds,
-      'torch_threads': threads,
+      'cpu_per_wall': usage.result['cpu_per_wall'],
+      'busy_threads': usage.result['busy_threads'],
+      'cpu_s_per_step': usage.result['cpu_s_per_call'],
+      'torch_threads': threads_used,
+      'data': data,
+      'distinct_batches': len({id(pair) for pair in inputs[warmup:]}),
       'torch_version': torch.__version__,
       'torchvision_version': torchvision.__version__,
       'trainable_backbone_layers': trainable,
@@ -211,7 +282,7 @@ def mask_rcnn_train_step_seconds(*, image_size, batch_size: int, num_classes: in
       'model': 'keypointrcnn_resnet50_fpn' if keypoints else 'maskrcnn_resnet50_fpn',
       'image_size': (h, w),
       'batch_size': batch_size,
-      'objects_per_image': objects,
+      'objects_per_image': float(np.mean(timed_objects)),
       'head_rois_per_image': float(np.mean(timed_rois)) / batch_size if timed_rois else 0.0,
       'box_head_rois_per_image': float(np.mean(timed_box_rois)) / batch_size,
       'losses_finite': all(losses_finite[-steps:]),
