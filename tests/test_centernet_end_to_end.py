@@ -1,22 +1,17 @@
 """CenterNet through every room via the launchers: train, resume, evaluate, predict, bad input."""
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 from PIL import Image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join(ROOT, 'experiments', 'centernet_shapes.py') + ':tiny'
+from tests import launcher
+
+CONFIG = launcher.experiment('centernet_shapes.py', 'tiny')
 
 
 def _launch(module, *args, data_dir):
-  out = subprocess.run(
-      [sys.executable, '-m', f'launch.{module}', f'--config={CONFIG}',
-       f'--config.data.data_dir={data_dir}', *args],
-      cwd=ROOT, capture_output=True, text=True, timeout=600)
-  return out.returncode, out.stdout + out.stderr
+  return launcher.launch(module, CONFIG, *args, data_dir=data_dir)
 
 
 # box/AP50 on the tiny validation split after the tiny config's 160 steps: 0.09 measured
@@ -76,11 +71,8 @@ def test_train_evaluate_predict_and_bad_inputs(tmp_path):
 
 
 def test_missing_catalog_dataset_names_data_dir_and_preparation(tmp_path):
-  config = os.path.join(ROOT, 'experiments', 'centernet_coco.py')
-  out = subprocess.run(
-      [sys.executable, '-m', 'launch.train', f'--config={config}', f'--workdir={tmp_path}/w',
-       f'--config.data.data_dir={tmp_path}/empty_tfds'],
-      cwd=ROOT, capture_output=True, text=True, timeout=600)
-  assert out.returncode == 2
-  assert f'{tmp_path}/empty_tfds' in out.stderr and 'tfds build coco/2017' in out.stderr
-  assert 'Traceback' not in out.stderr
+  code, log = launcher.launch('train', launcher.experiment('centernet_coco.py'),
+                              f'--workdir={tmp_path}/w', data_dir=f'{tmp_path}/empty_tfds')
+  assert code == 2
+  assert f'{tmp_path}/empty_tfds' in log and 'tfds build coco/2017' in log
+  assert 'Traceback' not in log

@@ -1,26 +1,20 @@
 """The class-conditional GAN through the launchers: train, task-owned evaluation with a
 judge, predict by labels, and its bad inputs."""
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 from PIL import Image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join(ROOT, 'experiments', 'cgan_digits.py') + ':tiny'
+from tests import launcher
+
+CONFIG = launcher.experiment('cgan_digits.py', 'tiny')
 # The judge's accuracy on the tiny run's 100 samples: 0.98 measured after 300 steps;
 # 0.12 after 20 (chance is 0.10). Learning must clear this.
 MIN_TRAINED_CONDITIONING = 0.5
 
 
 def _launch(module, *args, data_dir):
-  out = subprocess.run(
-      [sys.executable, '-m', f'launch.{module}', f'--config={CONFIG}',
-       f'--config.data.data_dir={data_dir}', *args],
-      cwd=ROOT, capture_output=True, text=True, timeout=900)
-  return out.returncode, out.stdout + out.stderr
+  return launcher.launch(module, CONFIG, *args, data_dir=data_dir)
 
 
 def test_cgan_trains_is_judged_and_draws_labels(tmp_path):

@@ -1,22 +1,15 @@
 """Mask R-CNN and Keypoint R-CNN through the launchers: train, evaluate, predict."""
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 from PIL import Image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import launcher
 
 
 def _launch(module, config, *args, data_dir):
-  out = subprocess.run(
-      [sys.executable, '-m', f'launch.{module}',
-       f'--config={os.path.join(ROOT, "experiments", config)}:tiny',
-       f'--config.data.data_dir={data_dir}', *args],
-      cwd=ROOT, capture_output=True, text=True, timeout=900)
-  return out.returncode, out.stdout + out.stderr
+  return launcher.launch(module, launcher.experiment(config, 'tiny'), *args,
+                         data_dir=data_dir)
 
 
 # AP50 on the tiny validation split after the tiny config's 150 steps (seed 0, 2-core
@@ -105,12 +98,9 @@ def test_mask_rcnn_trains_on_a_local_coco_format_folder(tmp_path):
       '--config.optimizers.model.name=adamw', '--config.optimizers.model.schedule=cosine',
       '--config.optimizers.model.warmup_steps=10',
       '--config.optimizers.model.learning_rate=0.003', '--config.eval.batch_size=2']
-  out = subprocess.run(
-      [sys.executable, '-m', 'launch.train',
-       f'--config={os.path.join(ROOT, "experiments", "mask_rcnn_coco.py")}',
-       f'--workdir={workdir}', f'--config.data.data_dir={tmp_path / "tfds"}', *overrides],
-      cwd=ROOT, capture_output=True, text=True, timeout=900)
-  assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+  code, log = launcher.launch('train', launcher.experiment('mask_rcnn_coco.py'),
+                              f'--workdir={workdir}', *overrides, data_dir=tmp_path / 'tfds')
+  assert code == 0, log[-3000:]
   results = json.loads((workdir / 'eval_results.json').read_text())
   assert results['step'] == 100
   assert results['box/AP50'] >= MIN_TRAINED_AP50, results  # learning happened
@@ -123,12 +113,9 @@ def test_mask_rcnn_trains_on_a_local_coco_format_folder(tmp_path):
 
 
 def test_coco_config_without_a_folder_names_the_key_to_set(tmp_path):
-  out = subprocess.run(
-      [sys.executable, '-m', 'launch.train',
-       f'--config={os.path.join(ROOT, "experiments", "mask_rcnn_coco.py")}',
-       f'--workdir={tmp_path / "w"}'], cwd=ROOT, capture_output=True, text=True, timeout=600)
-  assert out.returncode == 2 and 'data.coco_root' in out.stderr
-  assert 'Traceback' not in out.stderr
+  code, log = launcher.launch('train', launcher.experiment('mask_rcnn_coco.py'),
+                              f'--workdir={tmp_path / "w"}')
+  assert code == 2 and 'data.coco_root' in log and 'Traceback' not in log
 
 
 def test_head_losses_on_the_smallest_slot_bucket_equal_all_slots(tmp_path, monkeypatch):
@@ -137,7 +124,7 @@ def test_head_losses_on_the_smallest_slot_bucket_equal_all_slots(tmp_path, monke
   from vision_jax.tasks import base  # pylint: disable=g-import-not-at-top
   from vision_jax.train import config as config_lib  # pylint: disable=g-import-not-at-top
   config = config_lib.load_config(
-      os.path.join(ROOT, 'experiments', 'mask_rcnn_shapes.py') + ':tiny',
+      launcher.experiment('mask_rcnn_shapes.py', 'tiny'),
       [f'data.data_dir={tmp_path}', 'model.roi_batch_size_per_image=128'])
   task = base.create_task(config)
   assert rcnn.positive_slot_buckets(task.model_config) == (8, 16, 32)

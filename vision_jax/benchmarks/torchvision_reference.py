@@ -29,7 +29,6 @@ the mask loss ~270 at step 0); its NaN proposals are then dropped, the heads see
 the appended ground-truth boxes, and the step gets ~1 s cheaper than a real one. The
 results say how many RoIs reached the box head and whether every timed loss was finite.
 """
-import time
 
 from vision_jax.benchmarks import threads as threads_lib
 

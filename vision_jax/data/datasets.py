@@ -158,8 +158,8 @@ def _unknown_name_message(name: str) -> str:
   close = difflib.get_close_matches(base, tfds.list_builders(with_community_datasets=False),
                                     n=3)
   hint = f' Did you mean {", ".join(close)}?' if close else ''
-  return (f'unknown dataset {name!r}: neither a vision_jax procedural builder '
-          f'(synthetic_shapes[/tiny]) nor a TFDS catalog name '
+  return (f'unknown dataset {name!r}: neither a vision_jax builder (synthetic_shapes[/tiny], '
+          f'digits, or coco_format with data.coco_root) nor a TFDS catalog name '
           f'(https://www.tensorflow.org/datasets/catalog/overview).{hint}')
 
 

@@ -1,9 +1,14 @@
-"""Experiment configs: load `experiments/<name>.py[:variant]`, lock, apply overrides.
+"""Experiment configs: load `experiments/<name>.py[:variant]`, lock, apply overrides;
+and the workdir's memory of the config it was started with.
 
 A config file defines `get_config(arg=None) -> ml_collections.ConfigDict`; `arg` is the
 text after the colon (`experiments/centernet_shapes.py:tiny`). Overrides use the
 big_vision form `train.steps=200` (from the shell: `--config.train.steps=200`). The
 config is locked: a key that does not exist is an error that names it.
+
+`remember_config` writes `<workdir>/config.json` at a run's first start and, on resume,
+refuses differences that change the optimisation (all keys but FREE_TO_CHANGE) unless
+they are explicitly allowed.
 """
 import ast
 import difflib
