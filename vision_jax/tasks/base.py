@@ -18,11 +18,18 @@ and the trainer writes `eval_results.json` (once, with the step), the pictures
 Predictions for one file (`launch.predict`): `prediction_batch(request)` turns what the
 user gave (`{'image': [h, w, 3] uint8}`, `{'labels': [3, 7]}`) into a batch of the
 task's contract, `predict_step` runs on it, and `draw_prediction` returns the picture.
+
+Export (`launch.export`, `vision_jax.train.export`): `export_functions(state)` names the
+functions to serialise with `jax.export`, each with example arguments that fix its
+shapes. The default is one function, 'predict': `predict_step` on the batch that
+`prediction_batch(example_prediction_request())` makes, so a task that predicts from
+files only adds `example_prediction_request`. A family with several entry points (a
+video model's keyframe and non-keyframe steps with an explicit carry) returns several.
 """
 import abc
 import dataclasses
 import importlib
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import jax
 import numpy as np
@@ -82,6 +89,22 @@ class EvalContext:
   @property
   def is_main_process(self) -> bool:
     return self.process_index == 0
+
+
+class ExportFunction(NamedTuple):
+  """One function that `launch.export` serialises (see `Task.export_functions`).
+
+  fn: pure and jit-able; it closes over the parameters, which the artifact embeds as
+    constants, and takes `example_args`' positional arguments.
+  example_args: example values of fn's arguments: they fix the exported shapes and
+    dtypes. Plain pytrees only (dicts with string keys, lists, tuples of numpy arrays),
+    so that a process without vision_jax can call the artifact; top-level keys of a
+    dict argument that fn never reads are left out of the exported signature.
+  arg_names: one name per argument (the names of the inputs in the manifest).
+  """
+  fn: Callable
+  example_args: tuple
+  arg_names: tuple[str, ...] = ('batch',)
 
 
 def _pick(tree: dict, keys: Sequence[str] | None) -> dict:
@@ -164,6 +187,28 @@ class Task(abc.ABC):
   def draw_prediction(self, batch: dict, predictions: dict) -> np.ndarray:
     """[H, W, 3] uint8 picture of `prediction_batch`'s predictions."""
     raise NotImplementedError(f'{type(self).__name__} does not draw predictions')
+
+  def example_prediction_request(self) -> dict:
+    """A request that `prediction_batch` accepts, made without user files: it fixes the
+    shapes of the default export (`export_functions`).
+
+    Default: every field `launch.predict` can fill, with neutral values: a zeros
+    [H, W, 3] uint8 'image' of `config.data.image_size` (None without one) and
+    'labels' [0]. Each task reads the field it predicts from; a task whose requests
+    look otherwise overrides this.
+    """
+    size = self.config.get('data', {}).get('image_size')
+    image = None if size is None else np.zeros((*size, 3), np.uint8)
+    return {'image': image, 'labels': [0]}
+
+  def export_functions(self, state) -> dict[str, ExportFunction]:
+    """The functions `launch.export` serialises, by name (`<name>.jax_exported`).
+
+    Default: {'predict': predict_step on `state`, over the batch that
+    `prediction_batch(example_prediction_request())` makes}.
+    """
+    batch = self.prediction_batch(self.example_prediction_request())
+    return {'predict': ExportFunction(lambda b: self.predict_step(state, b), (batch,))}
 
 
 def create_task(config) -> Task:
