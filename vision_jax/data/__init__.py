@@ -1,12 +1,15 @@
 """Datasets (TFDS builders, procedural, no download) and tf.data input pipelines.
 
 Importing this package registers the project's TFDS builders (`synthetic_shapes`,
-`digits`, `coco_format`) and hides GPUs from TensorFlow (it only runs tf.data here).
+`synthetic_shapes_video`, `digits`, `coco_format`) and hides GPUs from TensorFlow (it
+only runs tf.data here).
 
 Modules
   datasets             get_builder / load_split: prepare procedural builders on first
                        use; catalog data absent -> DatasetNotFoundError (no download).
   synthetic_shapes     the procedural shapes dataset (class ids, keypoint names).
+  synthetic_shapes_video  procedural clips of moving shapes: per-frame instances with
+                       track ids, exact forward/backward flow with validity masks.
   digits               scikit-learn's real 8x8 handwritten digits at 32x32 (bundled,
                        no download): fixed stratified train 1437 / test 360.
   coco_format          a local COCO-format folder (COCO 2017 unzipped, or your own
@@ -20,6 +23,9 @@ Modules
   detection_transforms per-example TF geometry (flip, scale jitter, crop, pad), and
                        `letterbox` for one user image.
   labelled_images      the labelled-image contract (image + class label) and pipeline.
+  video_pipeline       the video-clip contract: training frame pairs (keyframe, current
+                       frame with its instances, exact current -> keyframe flow) and
+                       whole evaluation clips; `clip_frames_as_detection_batch`.
   single_image         reading one user image file.
 
 The detection batch contract
@@ -71,3 +77,4 @@ _hide_accelerators_from_tf()
 from vision_jax.data import coco_format  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position
 from vision_jax.data import digits  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position
 from vision_jax.data import synthetic_shapes  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position
+from vision_jax.data import synthetic_shapes_video  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position
