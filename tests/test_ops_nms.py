@@ -120,37 +120,3 @@ def test_random_parity_with_live_torchvision(threshold):
                                      torch.tensor(classes), threshold).numpy()
   np.testing.assert_array_equal(_kept(ops.batched_nms(boxes, scores, classes, threshold, 300)),
                                 want)
-
-
-def _reference_fast_nms(boxes, scores, threshold, top_k, max_output, score_threshold):
-  """YOLACT's fast_nms (second_threshold=True) with numpy, one class at a time."""
-  detections = []
-  for c in range(scores.shape[1]):
-    order = np.argsort(-scores[:, c], kind='stable')[:top_k]
-    iou = np.asarray(ops.box_iou(boxes[order], boxes[order]))
-    for j, index in enumerate(order):
-      suppressed = j > 0 and iou[:j, j].max() > threshold
-      if not suppressed and scores[index, c] > score_threshold:
-        detections.append((scores[index, c], index, c))
-  detections.sort(key=lambda d: -d[0])
-  return detections[:max_output]
-
-
-def test_fast_nms_matches_the_yolact_procedure():
-  rng = np.random.default_rng(3)
-  boxes, _, _ = _random_problem(rng, 80)
-  scores = rng.uniform(size=(80, 4)).astype(np.float32) ** 2
-  result = jax.jit(lambda b, s: ops.fast_nms(b, s, 0.5, top_k=30, max_output_size=50,
-                                             score_threshold=0.1))(boxes, scores)
-  want = _reference_fast_nms(boxes, scores, 0.5, 30, 50, 0.1)
-  count = int(np.sum(result.valid))
-  assert count == len(want)
-  np.testing.assert_array_equal(np.asarray(result.indices)[:count], [d[1] for d in want])
-  np.testing.assert_array_equal(np.asarray(result.classes)[:count], [d[2] for d in want])
-  np.testing.assert_allclose(np.asarray(result.scores)[:count], [d[0] for d in want])
-  # Fast NMS suppresses at least as much as greedy NMS within a class.
-  for c in range(4):
-    mine = set(np.asarray(result.indices)[:count][np.asarray(result.classes)[:count] == c])
-    top = np.argsort(-scores[:, c], kind='stable')[:30]
-    greedy = set(top[_reference_nms(boxes[top], scores[top, c], 0.5)])
-    assert mine <= greedy

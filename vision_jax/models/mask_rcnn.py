@@ -40,6 +40,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vision_jax.models import model_config
 from vision_jax.nn import conv as conv_lib
 from vision_jax.nn import fpn as fpn_lib
 from vision_jax.nn import resnet
@@ -172,32 +173,16 @@ def config_dict(**overrides) -> dict:
   Experiment configs start from this so that any field can be overridden from the
   shell; num_classes and num_keypoints come from the dataset.
   """
-  values = {f.name: f.default for f in dataclasses.fields(MaskRCNNConfig)
-            if f.name not in _DATA_FIELDS}
-  unknown = sorted(set(overrides) - set(values))
-  if unknown:
-    raise ValueError(f'unknown Mask R-CNN model keys {unknown}; known: {sorted(values)}')
-  values.update(overrides)
-  return values
+  return model_config.config_dict(MaskRCNNConfig, 'Mask R-CNN', data_fields=_DATA_FIELDS,
+                                  **overrides)
 
 
-def from_config_dict(model_config, num_classes: int, num_keypoints: int = 0
-                     ) -> MaskRCNNConfig:
+def from_config_dict(values, num_classes: int, num_keypoints: int = 0) -> MaskRCNNConfig:
   """A MaskRCNNConfig from an experiment's `config.model` (unknown keys are errors)."""
-  values = dict(model_config)
-  fields = {f.name for f in dataclasses.fields(MaskRCNNConfig)} - set(_DATA_FIELDS)
-  unknown = sorted(set(values) - fields)
-  if unknown:
-    raise ValueError(f'unknown Mask R-CNN model keys {unknown}; known: {sorted(fields)}')
-  for key, value in values.items():
-    if isinstance(value, list):
-      values[key] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
-  values['num_classes'] = num_classes
-  if values.get('keypoint_head'):
-    values['num_keypoints'] = num_keypoints
-  else:
-    values.pop('num_keypoints', None)
-  return MaskRCNNConfig(**values)
+  keypoints = num_keypoints if dict(values).get('keypoint_head') else None
+  return model_config.from_config_dict(MaskRCNNConfig, 'Mask R-CNN', values,
+                                       data_fields=_DATA_FIELDS, num_classes=num_classes,
+                                       num_keypoints=keypoints)
 
 
 def anchors(config: MaskRCNNConfig, image_size: Sequence[int]) -> list[jax.Array]:

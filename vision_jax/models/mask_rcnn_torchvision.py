@@ -27,6 +27,9 @@ with `coco_contiguous=True`, to the 80 official categories in the order of
 `vision_jax.data.sources.coco.COCO_CATEGORY_IDS` (class c <-> model output c + 1;
 copied here as `COCO_CATEGORY_IDS`).
 
+`init_backbone_from_torchvision` starts the ResNet backbone of any family (YOLACT, ...)
+from a torchvision ImageNet classification checkpoint.
+
 Only numpy is needed for `from_torchvision` (torch tensors are accepted, converted with
 `.detach().cpu().numpy()`); `load_torchvision_checkpoint` imports torch lazily.
 """
@@ -364,6 +367,26 @@ def init_from_torchvision(variables: dict, state_dict: Mapping[str, Any],
     contiguous = (classes is not None and classes.shape[0] == 91
                   and config.num_classes == len(COCO_CATEGORY_IDS))
     return from_torchvision(state, config, coco_contiguous=contiguous)[1]
+  return init_backbone_from_torchvision(variables, state, config.backbone, config.width)
+
+
+def init_backbone_from_torchvision(variables: dict, state_dict: Mapping[str, Any],
+                                   backbone: str, width: int = 64) -> dict:
+  """Replaces the `backbone` subtree of any family's variables by an ImageNet ResNet.
+
+  Args:
+    variables: freshly initialised variables whose 'backbone' entries are a
+      `vision_jax.nn.resnet.ResNet` (Mask R-CNN, YOLACT, ...).
+    state_dict: a torchvision classification ResNet state dict (`conv1`, `bn1`,
+      `layer1..4`, `fc`; `fc` is ignored).
+    backbone, width: the ResNet's name and base width, for error messages.
+
+  Returns:
+    The new variables (same tree and shapes). Raises ValueError naming what does not fit.
+  """
+  state = {k: v for k, v in state_dict.items() if not k.endswith('num_batches_tracked')}
+  if state and all(k.startswith('module.') for k in state):
+    state = {k[len('module.'):]: v for k, v in state.items()}
   if 'conv1.weight' not in state:
     raise ValueError('not a torchvision R-CNN or classification ResNet state dict (no '
                      f"'roi_heads.*' or 'conv1.weight' keys; first keys: {sorted(state)[:5]})")
@@ -375,7 +398,7 @@ def init_from_torchvision(variables: dict, state_dict: Mapping[str, Any],
     for path, leaf in flat.items():
       if path[0] != 'backbone':
         continue
-      key, convert = _torch_source(path, config.fpn_channels) or (None, None)
+      key, convert = _torch_source(path, None) or (None, None)
       value = np.asarray(convert(state[key]), np.float32) if key in state else None
       if value is None or value.shape != tuple(leaf.shape):
         problems.append(f'{collection}/{"/".join(path)} {tuple(leaf.shape)}: torchvision '
@@ -386,7 +409,7 @@ def init_from_torchvision(variables: dict, state_dict: Mapping[str, Any],
     out[collection] = flax.traverse_util.unflatten_dict(flat)
   unused = sorted(set(state) - used)
   if problems or unused:
-    raise ValueError(f'torchvision ResNet does not fit the {config.backbone} (width '
-                     f'{config.width}) backbone: ' + '; '.join(problems[:10])
+    raise ValueError(f'torchvision ResNet does not fit the {backbone} (width '
+                     f'{width}) backbone: ' + '; '.join(problems[:10])
                      + (f'; unused torchvision tensors {unused[:10]}' if unused else ''))
   return out

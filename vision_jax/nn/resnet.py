@@ -159,13 +159,16 @@ class ResNet(nn.Module):
   zero_init_residual: bool = False
 
   @nn.compact
-  def __call__(self, images, *, train: bool = False) -> dict[str, Any]:
+  def __call__(self, images, *, train: bool = False, up_to: str | None = None
+               ) -> dict[str, Any]:
     """Runs the trunk.
 
     Args:
       images: [B, H, W, C] (already normalized), H and W multiples of 32.
       train: for 'batch' norm: use batch statistics and update the running ones
         (then apply with mutable=['batch_stats']).
+      up_to: stop after this stage ('C2'..'C5'; None: all), e.g. YolactEdge's
+        non-keyframes run the trunk up to C3 only.
 
     Returns:
       {'C2': [B, H/4, W/4, c2], 'C3': [B, H/8, W/8, c3], 'C4': [.., H/16, ..],
@@ -180,7 +183,11 @@ class ResNet(nn.Module):
     x = nn.relu(norm(name='bn1')(x))
     x = max_pool.max_pool(x, 3, 2, 1)
     features = {}
-    for i, num_blocks in enumerate(self.stage_sizes):
+    names = [f'C{i + 2}' for i in range(len(self.stage_sizes))]
+    if up_to is not None and up_to not in names:
+      raise ValueError(f'up_to must be one of {names} or None, not {up_to!r}')
+    last = len(names) if up_to is None else names.index(up_to) + 1
+    for i, num_blocks in enumerate(self.stage_sizes[:last]):
       x = ResLayer(self.block, self.width * 2**i, num_blocks, stride=1 if i == 0 else 2,
                    norm=norm, dtype=dtype, zero_init_residual=self.zero_init_residual,
                    name=f'layer{i + 1}')(x)

@@ -1,5 +1,7 @@
 """Pure array ops for detection and generation (no flax): boxes, anchors, RoIAlign,
-matching and sampling, NMS, Gram matrices.
+matching and sampling, NMS, Gram matrices, instance masks. Feature warping is the
+module `vision_jax.ops.warp` (`warp.warp`, `warp.resize_flow`), not re-exported here:
+its function shares the module's name.
 
 Conventions: NHWC features; boxes (x1, y1, x2, y2) float32 in input-image pixels; static
 shapes with validity masks where counts vary.
@@ -25,6 +27,9 @@ from vision_jax.ops.boxes import xyxy_to_cxcywh
 from vision_jax.ops.boxes import xyxy_to_xywh
 from vision_jax.ops.boxes import yxyx_to_xyxy
 from vision_jax.ops.gram import gram_matrix
+from vision_jax.ops.masks import assemble_masks
+from vision_jax.ops.masks import box_region
+from vision_jax.ops.masks import downsample_masks
 from vision_jax.ops.matching import match
 from vision_jax.ops.matching import Matches
 from vision_jax.ops.matching import Sample

@@ -13,9 +13,6 @@ import jax.numpy as jnp
 from vision_jax.losses import centernet as centernet_losses
 from vision_jax.models import centernet
 from vision_jax.tasks import detection_base
-from vision_jax.train import optim
-from vision_jax.train.state import TrainState
-from vision_jax.viz import draw
 
 
 class CenterNetTask(detection_base.DetectionTask):
@@ -27,13 +24,6 @@ class CenterNetTask(detection_base.DetectionTask):
         num_classes=self.source.num_classes, backbone=m.backbone, width=m.width,
         neck_channels=tuple(m.neck_channels), head_channels=m.head_channels, norm=m.norm,
         dtype=jnp.dtype(m.dtype))
-
-  def init_state(self, rng, total_steps):
-    variables = self.model.init(rng, jnp.zeros((1, *self.image_size, 3), jnp.uint8),
-                                train=False)
-    params = variables.pop('params')
-    return TrainState.create(params, optim.make_optimizers(self.config, total_steps),
-                             dict(variables), ema=optim.ema_from_config(self.config))
 
   def losses(self, params, model_state, batch):
     """(weighted total, (metrics, batch-norm updates)) of one batch."""
@@ -58,12 +48,6 @@ class CenterNetTask(detection_base.DetectionTask):
 
   def evaluator_options(self):
     return {'max_detections': self.config.eval.max_detections}
-
-  def draw_one(self, image, predictions):
-    shown = predictions['valid'] & (predictions['scores'] >= self.draw_score_threshold)
-    return draw.draw_boxes(image, predictions['boxes'], predictions['classes'],
-                           predictions['scores'], class_names=self.source.class_names,
-                           valid=shown, upscale=self.draw_upscale)
 
 
 def create(config) -> CenterNetTask:

@@ -1,4 +1,9 @@
-"""What the detection tasks (CenterNet, Mask R-CNN) share: data, evaluation, prediction.
+"""What the detection tasks (CenterNet, Mask R-CNN, YOLACT) share: state, data,
+evaluation, prediction, pictures.
+
+  * State: the model's variables from `initial_variables`, named optimizers and EMA
+    from the config (`vision_jax.train.optim`); loss weights from `config.loss`
+    (`loss_weights`).
 
   * Data: `config.data` through `vision_jax.data.detection_pipeline`, at
     `config.train.batch_size` for training and `config.eval.batch_size` for evaluation;
@@ -12,21 +17,87 @@
   * Pictures: drawn at `config.eval.draw_upscale` (default 3), detections with a score
     of at least `config.eval.draw_score_threshold` (default 0.5).
 """
+from typing import Mapping
+
+from absl import logging
+import jax.numpy as jnp
 import numpy as np
 
 from vision_jax.data import detection_pipeline
 from vision_jax.data import detection_transforms
 from vision_jax.evaluation import coco
+from vision_jax.models import mask_rcnn_torchvision
 from vision_jax.tasks import base
+from vision_jax.train import config as config_lib
+from vision_jax.train import optim
+from vision_jax.train.state import TrainState
+from vision_jax.viz import draw
+
+
+def loss_weights(config, defaults: Mapping[str, float], other_keys=()) -> dict[str, float]:
+  """{term: weight} from `config.loss.<term>_weight`, else the default; keys that are
+  neither weights nor `other_keys` (the task's other loss settings) fail."""
+  given = dict(config.loss) if 'loss' in config else {}
+  known = [f'{name}_weight' for name in defaults] + list(other_keys)
+  unknown = sorted(set(given) - set(known))
+  if unknown:
+    raise config_lib.ConfigError(f'unknown loss weights {unknown}; known: {known}')
+  return {name: float(given.get(f'{name}_weight', default))
+          for name, default in defaults.items()}
+
+
+def image_sizes(batch: dict, image_size) -> jnp.ndarray:
+  """[B, 2] (height, width) of the real image inside each letterboxed input."""
+  size = jnp.round(batch['orig_size'].astype(jnp.float32) * batch['scale'][:, None])
+  return jnp.minimum(size, jnp.asarray(image_size, jnp.float32)).astype(jnp.int32)
 
 
 class DetectionTask(base.Task):
-  """A `base.Task` that reads detection batches and is scored by COCO's metrics."""
+  """A `base.Task` that reads detection batches and is scored by COCO's metrics.
+
+  A subclass sets `self.model` (a flax module taking [B, H, W, 3] uint8 images) and may
+  override `initial_variables` (e.g. to load converted weights).
+  """
 
   def __init__(self, config):
     super().__init__(config)
-    self.source = detection_pipeline.get_detection_source_from_config(config.data)
+    self.source = self.source_from_config(config.data)
     self.image_size = tuple(config.data.image_size)
+
+  def source_from_config(self, data_config):
+    """The dataset's adapter: class names, category ids, original ground truth."""
+    return detection_pipeline.get_detection_source_from_config(data_config)
+
+  # State.
+
+  def initial_variables(self, rng) -> dict:
+    """The model's variables at initialisation (params and collections), started from
+    `config.init.torchvision_checkpoint` when it is set."""
+    variables = dict(self.model.init(rng, jnp.zeros((1, *self.image_size, 3), jnp.uint8),
+                                     train=False))
+    path = self.config.get('init', {}).get('torchvision_checkpoint')
+    if not path:
+      return variables
+    try:
+      state_dict = mask_rcnn_torchvision.read_torchvision_state_dict(path)
+      variables = self.variables_from_torchvision(variables, state_dict)
+    except (FileNotFoundError, ImportError, ValueError) as e:
+      raise config_lib.ConfigError(f'init.torchvision_checkpoint={path!r}: {e}') from e
+    logging.info('Initialized from the torchvision checkpoint %s', path)
+    return dict(variables)
+
+  def variables_from_torchvision(self, variables: dict, state_dict) -> dict:
+    """Variables with the `backbone` replaced by a torchvision ImageNet ResNet (a family
+    that can read more of a checkpoint overrides this)."""
+    model = self.config.model
+    return mask_rcnn_torchvision.init_backbone_from_torchvision(
+        variables, state_dict, model.backbone, model.get('width', 64))
+
+  def init_state(self, rng, total_steps):
+    variables = self.initial_variables(rng)
+    params = variables.pop('params')
+    return TrainState.create(params, optim.make_optimizers(self.config, total_steps),
+                             variables, ema=optim.ema_from_config(self.config))
 
   # Data.
 
@@ -70,8 +141,24 @@ class DetectionTask(base.Task):
     return float(self.config.eval.get('draw_score_threshold', 0.5))
 
   def draw_one(self, image: np.ndarray, predictions: dict) -> np.ndarray:
-    """[H * upscale, W * upscale, 3] uint8 picture of one example's predictions."""
-    raise NotImplementedError
+    """[H * upscale, W * upscale, 3] uint8 picture of one example's predictions.
+
+    Detections with a score of at least `draw_score_threshold` are drawn with their
+    boxes, and their masks and keypoints when the predictions hold them.
+    """
+    upscale = self.draw_upscale
+    shown = predictions['valid'] & (predictions['scores'] >= self.draw_score_threshold)
+    if 'masks' in predictions:
+      image = draw.draw_masks(image, predictions['masks'], predictions['classes'], shown)
+    picture = draw.draw_boxes(image, predictions['boxes'], predictions['classes'],
+                              predictions['scores'], class_names=self.source.class_names,
+                              valid=shown, upscale=upscale)
+    if 'keypoints' in predictions:
+      # Every predicted keypoint of a shown detection is drawn.
+      picture = draw.draw_keypoints(picture, predictions['keypoints'] * [upscale, upscale, 1],
+                                    shown, skeleton=self.source.keypoint_skeleton,
+                                    score_threshold=-np.inf)
+    return picture
 
   def draw_predictions(self, batch, predictions):
     n = min(self.config.eval.num_pictures, len(batch['image']))

@@ -11,28 +11,19 @@ import functools
 from absl import logging
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from vision_jax.losses import rcnn as rcnn_losses
 from vision_jax.models import mask_rcnn
+from vision_jax.models import mask_rcnn_torchvision
 from vision_jax.models import rcnn_inference
 from vision_jax.ops import switch
 from vision_jax.tasks import detection_base
 from vision_jax.train import config as config_lib
-from vision_jax.train import optim
-from vision_jax.train.state import TrainState
-from vision_jax.viz import draw
 
 MASK_SIZE = 28  # mask head output side
 # Heads that train on the positive RoIs only (their names in the parameter tree).
 POSITIVE_ROI_HEADS = ('mask_predictor', 'keypoint_predictor')
 LOSS_NAMES = ('rpn_objectness', 'rpn_box', 'box_cls', 'box_reg', 'mask', 'keypoint')
-
-
-def image_sizes(batch: dict, image_size) -> jax.Array:
-  """[B, 2] (height, width) of the real image inside each padded input."""
-  size = jnp.round(batch['orig_size'].astype(jnp.float32) * batch['scale'][:, None])
-  return jnp.minimum(size, jnp.asarray(image_size, jnp.float32)).astype(jnp.int32)
 
 
 class MaskRCNNTask(detection_base.DetectionTask):
@@ -49,38 +40,21 @@ class MaskRCNNTask(detection_base.DetectionTask):
                                    'has no keypoints')
     self.model = mask_rcnn.MaskRCNN(self.model_config)
     self.anchors = mask_rcnn.anchors(self.model_config, self.image_size)
-    weights = dict(config.loss) if 'loss' in config else {}
-    unknown = sorted(set(weights) - {f'{name}_weight' for name in LOSS_NAMES})
-    if unknown:
-      raise config_lib.ConfigError(f'unknown loss weights {unknown}; known: '
-                       f'{[f"{name}_weight" for name in LOSS_NAMES]}')
-    self.loss_weights = {name: float(weights.get(f'{name}_weight', 1.0)) for name in LOSS_NAMES}
+    self.loss_weights = detection_base.loss_weights(config, {name: 1.0 for name in LOSS_NAMES})
 
-  def init_state(self, rng, total_steps):
-    variables = self.model.init(rng, jnp.zeros((1, *self.image_size, 3), jnp.uint8),
-                                train=False)
-    checkpoint = self.config.get('init', {}).get('torchvision_checkpoint')
-    if checkpoint:
-      variables = self._from_torchvision(variables, checkpoint)
-    elif self.model_config.norm == 'frozen_batch':
+  def initial_variables(self, rng):
+    variables = super().initial_variables(rng)
+    if (self.model_config.norm == 'frozen_batch'
+        and not self.config.get('init', {}).get('torchvision_checkpoint')):
       logging.warning('model.norm=frozen_batch without init.torchvision_checkpoint: the '
                       'backbone norms stay identities (pretrained statistics expected); '
                       'set init.torchvision_checkpoint or use model.norm=batch / group')
-    params = variables.pop('params')
-    return TrainState.create(params, optim.make_optimizers(self.config, total_steps),
-                             dict(variables), ema=optim.ema_from_config(self.config))
+    return variables
 
-  def _from_torchvision(self, variables, path):
-    """Variables started from a torchvision checkpoint on disk (R-CNN or ImageNet ResNet)."""
-    from vision_jax.models import mask_rcnn_torchvision  # pylint: disable=g-import-not-at-top
-    try:
-      state_dict = mask_rcnn_torchvision.read_torchvision_state_dict(path)
-      variables = mask_rcnn_torchvision.init_from_torchvision(variables, state_dict,
-                                                              self.model_config)
-    except (FileNotFoundError, ImportError, ValueError) as e:
-      raise config_lib.ConfigError(f'init.torchvision_checkpoint={path!r}: {e}') from e
-    logging.info('Initialized from the torchvision checkpoint %s', path)
-    return dict(variables)
+  def variables_from_torchvision(self, variables, state_dict):
+    """A whole torchvision R-CNN checkpoint, or an ImageNet ResNet for the backbone."""
+    return mask_rcnn_torchvision.init_from_torchvision(variables, state_dict,
+                                                       self.model_config)
 
   def losses(self, params, model_state, batch, rng):
     """All Mask R-CNN losses of one batch -> (weighted total, (metrics, state updates))."""
@@ -99,7 +73,7 @@ class MaskRCNNTask(detection_base.DetectionTask):
         rpn_key)
 
     proposals, _, proposal_valid = rcnn_inference.propose(
-        cfg, self.anchors, rpn_logits, rpn_deltas, image_sizes(batch, self.image_size),
+        cfg, self.anchors, rpn_logits, rpn_deltas, detection_base.image_sizes(batch, self.image_size),
         train=True)
     sample = rcnn_losses.sample_rois(cfg, roi_key, proposals, proposal_valid, gt_boxes,
                                      batch['classes'], gt_valid)
@@ -164,7 +138,7 @@ class MaskRCNNTask(detection_base.DetectionTask):
     return state.minimize(self.losses, state.model_state, batch, rng)
 
   def predict_step(self, state, batch):
-    sizes = image_sizes(batch, self.image_size) if 'orig_size' in batch else None
+    sizes = detection_base.image_sizes(batch, self.image_size) if 'orig_size' in batch else None
     return rcnn_inference.predict(self.model, state.variables, batch['image'], sizes)
 
   def data_options(self):
@@ -185,21 +159,6 @@ class MaskRCNNTask(detection_base.DetectionTask):
                      keypoint_skeleton=self.source.keypoint_skeleton,
                      keypoint_sigmas=tuple(sigmas) if sigmas else None)
     return {'iou_types': iou_types, **options}
-
-  def draw_one(self, image, predictions):
-    upscale = self.draw_upscale
-    shown = predictions['valid'] & (predictions['scores'] >= self.draw_score_threshold)
-    if 'masks' in predictions:
-      image = draw.draw_masks(image, predictions['masks'], predictions['classes'], shown)
-    picture = draw.draw_boxes(image, predictions['boxes'], predictions['classes'],
-                              predictions['scores'], class_names=self.source.class_names,
-                              valid=shown, upscale=upscale)
-    if 'keypoints' in predictions:
-      # Every predicted keypoint of a shown detection is drawn.
-      picture = draw.draw_keypoints(picture, predictions['keypoints'] * [upscale, upscale, 1],
-                                    shown, skeleton=self.source.keypoint_skeleton,
-                                    score_threshold=-np.inf)
-    return picture
 
 
 def create(config) -> MaskRCNNTask:

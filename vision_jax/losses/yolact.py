@@ -1,0 +1,213 @@
+"""YOLACT's training targets and losses, static shapes (Bolya et al. 2019, the reference's
+`MultiBoxLoss`).
+
+Targets (`match_anchors`, per image, vmapped):
+  * each anchor takes the ground truth of highest IoU; each valid ground truth also
+    claims its own best anchor (the reference's forced matches, later boxes win ties);
+  * label c + 1 (thing class c) at IoU >= positive_iou, 0 (background) below
+    negative_iou, -1 (ignored) in between; background anchors overlapping a crowd box by
+    more than crowd_iou are ignored too.
+
+Losses of a batch (`yolact_losses`), each a scalar; N = positives in the whole batch:
+  class     softmax cross-entropy on the positives and the hardest negatives (OHEM:
+            ranked by background loss, `negatives_per_positive` per positive, per
+            image), summed / N.
+  box       smooth-L1 (beta 1) of the SSD-coded deltas on the positives, summed / N.
+  mask      per positive (at most `masks_per_image` per image, picked at random):
+            BCE of P c^T (logits) against the ground-truth mask at prototype
+            resolution, inside the ground-truth box (cropped with 1 prototype pixel of
+            padding), summed and divided by the box area in prototype pixels (at least
+            1: a guard for tiny boxes that the reference lacks); summed / N.
+  semantic  sigmoid BCE of the 1x1 semantic conv on P3 against per-class masks at P3
+            resolution, summed over pixels and classes / (h w), averaged over images.
+The reference's weights (class 1, box 1.5, mask 6.125, semantic 1) are the task's.
+Ground-truth masks are downsampled by area averaging and binarised at 0.5 (the
+reference interpolates bilinearly).
+"""
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from vision_jax.losses import regression
+from vision_jax.ops import boxes as box_ops
+from vision_jax.ops import masks as mask_ops
+
+IGNORE = -1
+LOSS_NAMES = ('class', 'box', 'mask', 'semantic')
+DEFAULT_WEIGHTS = {'class': 1.0, 'box': 1.5, 'mask': 6.125, 'semantic': 1.0}
+
+
+class AnchorTargets(NamedTuple):
+  labels: jax.Array  # [..., A] int32: -1 ignored, 0 background, c + 1 thing class c
+  gt_index: jax.Array  # [..., A] int32 matched ground truth (meaningful where labels > 0)
+  box_targets: jax.Array  # [..., A, 4] float32 coded deltas of the matched box
+
+
+def match_anchors(anchors: jax.Array, gt_boxes: jax.Array, gt_classes: jax.Array,
+                  gt_valid: jax.Array, gt_crowd: jax.Array, *, positive_iou: float = 0.5,
+                  negative_iou: float = 0.4, crowd_iou: float = 0.7,
+                  box_weights=(10.0, 10.0, 5.0, 5.0)) -> AnchorTargets:
+  """One image's anchor targets (see the module docstring).
+
+  Args:
+    anchors: [A, 4] (x1, y1, x2, y2).
+    gt_boxes: [G, 4] padded ground truth; gt_classes [G] int 0-based.
+    gt_valid: [G] bool, False on padding.
+    gt_crowd: [G] bool, crowd regions (never matched; they only ignore background).
+    positive_iou, negative_iou, crowd_iou: thresholds.
+    box_weights: box coder weights.
+
+  Returns:
+    `AnchorTargets` of one image ([A] and [A, 4]).
+  """
+  matchable = gt_valid & ~gt_crowd
+  iou = box_ops.box_iou(gt_boxes, anchors)  # [G, A]
+  masked = jnp.where(matchable[:, None], iou, -1.0)
+  best = jnp.max(masked, axis=0)
+  gt_index = jnp.argmax(masked, axis=0).astype(jnp.int32)
+  # Forced matches: ground truth g claims its best anchor (a scatter in order of g, so
+  # the last one wins as in the reference's loop).
+  num_anchors = anchors.shape[0]
+  claimed = jnp.where(matchable, jnp.argmax(masked, axis=1), num_anchors)
+  g = jnp.arange(gt_boxes.shape[0], dtype=jnp.int32)
+  gt_index = gt_index.at[claimed].set(g, mode='drop')
+  best = best.at[claimed].set(2.0, mode='drop')
+  labels = jnp.where(best >= positive_iou, gt_classes[gt_index] + 1,
+                     jnp.where(best < negative_iou, 0, IGNORE)).astype(jnp.int32)
+  crowd_overlap = jnp.max(jnp.where((gt_valid & gt_crowd)[:, None], iou, 0.0), axis=0)
+  labels = jnp.where((labels == 0) & (crowd_overlap > crowd_iou), IGNORE, labels)
+  coder = box_ops.BoxCoder(tuple(box_weights))
+  matched = gt_boxes[gt_index]
+  # Unmatched anchors get a harmless box so the log in the coder stays finite.
+  matched = jnp.where((labels > 0)[:, None], matched, anchors)
+  return AnchorTargets(labels, gt_index, coder.encode(matched, anchors))
+
+
+def ohem_class_loss(logits: jax.Array, labels: jax.Array, negatives_per_positive: int
+                    ) -> jax.Array:
+  """Summed softmax CE over positives and the hardest negatives of each image.
+
+  Args:
+    logits: [B, A, K + 1]; labels [B, A] (-1 ignored, 0 background, c + 1).
+    negatives_per_positive: negatives kept per positive of the same image (at most A - 1).
+
+  Returns:
+    scalar: the sum (divide by the number of positives).
+  """
+  log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  positive = labels > 0
+  candidate = labels == 0
+  background_loss = jax.lax.stop_gradient(-log_probs[..., 0])
+  num_neg = jnp.minimum(negatives_per_positive * jnp.sum(positive, axis=1),
+                        labels.shape[1] - 1)
+  ranked = jnp.where(candidate, background_loss, -jnp.inf)
+  order = jnp.argsort(-ranked, axis=1)
+  rank = jnp.argsort(order, axis=1)
+  negative = candidate & (rank < num_neg[:, None])
+  ce = -jnp.take_along_axis(log_probs, jnp.maximum(labels, 0)[..., None], axis=-1)[..., 0]
+  return jnp.sum(jnp.where(positive | negative, ce, 0.0))
+
+
+def box_loss(deltas: jax.Array, targets: jax.Array, positive: jax.Array) -> jax.Array:
+  """Summed smooth-L1 (beta 1) over the positives' 4 coordinates: [B, A, 4] x2, [B, A]."""
+  per = jnp.sum(regression.smooth_l1(deltas, targets, beta=1.0), axis=-1)
+  return jnp.sum(jnp.where(positive, per, 0.0))
+
+
+def _sigmoid_bce(logits, targets):
+  """Elementwise BCE with logits, stable: softplus(x) - x t."""
+  return jax.nn.softplus(logits) - logits * targets
+
+
+def mask_loss(key: jax.Array, prototypes: jax.Array, coefficients: jax.Array,
+              targets: AnchorTargets, gt_boxes: jax.Array, gt_masks: jax.Array, *,
+              stride: int, masks_per_image: int) -> jax.Array:
+  """Summed box-area-normalised mask BCE of at most `masks_per_image` positives per image.
+
+  Args:
+    key: PRNG key choosing the positives when there are more than the cap.
+    prototypes: [B, h, w, k]; coefficients [B, A, k].
+    targets: the batch's `AnchorTargets` ([B, A] ...).
+    gt_boxes: [B, G, 4] input pixels; gt_masks [B, G, h, w] 0/1 at prototype resolution.
+    stride: input pixels per prototype pixel.
+    masks_per_image: static cap M.
+
+  Returns:
+    scalar: the sum over the chosen positives (divide by the number of positives).
+  """
+  positive = targets.labels > 0
+  noise = jax.random.uniform(key, positive.shape)
+  order, chosen_index = jax.lax.top_k(jnp.where(positive, noise, -1.0),
+                                      min(masks_per_image, positive.shape[1]))
+  chosen = order >= 0.0  # [B, M]
+  coefficients = jnp.take_along_axis(coefficients, chosen_index[..., None], axis=1)
+  gt_index = jnp.take_along_axis(targets.gt_index, chosen_index, axis=1)
+  logits = mask_ops.assemble_masks(prototypes, coefficients)  # [B, M, h, w]
+  h, w = logits.shape[2:]
+  mask_targets = jnp.take_along_axis(gt_masks, gt_index[:, :, None, None], axis=1)
+  boxes = jnp.take_along_axis(gt_boxes, gt_index[..., None], axis=1)
+  region = mask_ops.box_region(boxes, (h, w), stride, padding=1.0)
+  area = ((boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])) / stride**2
+  per_mask = jnp.sum(jnp.where(region, _sigmoid_bce(logits, mask_targets), 0.0), axis=(2, 3))
+  return jnp.sum(jnp.where(chosen, per_mask / jnp.maximum(area, 1.0), 0.0))
+
+
+def semantic_loss(logits: jax.Array, gt_masks: jax.Array, gt_classes: jax.Array,
+                  gt_valid: jax.Array) -> jax.Array:
+  """Sigmoid BCE of [B, h, w, K] logits vs per-class union masks, / (h w), mean over B.
+
+  Args:
+    logits: [B, h, w, K].
+    gt_masks: [B, G, h, w] 0/1 at the logits' resolution.
+    gt_classes: [B, G] 0-based; gt_valid [B, G] bool (crowds included).
+  """
+  b, h, w, k = logits.shape
+  one_hot = jax.nn.one_hot(gt_classes, k) * gt_valid[..., None]  # [B, G, K]
+  targets = jnp.max(gt_masks[..., None] * one_hot[:, :, None, None, :], axis=1)
+  return jnp.sum(_sigmoid_bce(logits.astype(jnp.float32), targets)) / (h * w * b)
+
+
+def binary_masks_at(masks: jax.Array, stride: int) -> jax.Array:
+  """[B, G, H, W] input-resolution masks -> [B, G, H / s, W / s] float32 0/1 (coverage >= 0.5)."""
+  return (mask_ops.downsample_masks(masks, stride) >= 0.5).astype(jnp.float32)
+
+
+def yolact_losses(config, anchors: jax.Array, outputs: dict, batch: dict, key: jax.Array
+                  ) -> tuple[dict, jax.Array]:
+  """Every YOLACT loss of a batch, unweighted.
+
+  Args:
+    config: a `vision_jax.models.yolact.YolactConfig`.
+    anchors: [A, 4].
+    outputs: the model's training outputs (`Yolact.__call__(train=True)`).
+    batch: the detection contract: boxes [B, G, 4], classes, valid, is_crowd [B, G],
+      masks [B, G, H, W].
+    key: PRNG key (mask positives).
+
+  Returns:
+    ({'class', 'box', 'mask'[, 'semantic']} scalars, number of positives).
+  """
+  crowd = batch['is_crowd'] & batch['valid']
+  targets = jax.vmap(lambda b, c, v, cr: match_anchors(
+      anchors, b, c, v, cr, positive_iou=config.positive_iou,
+      negative_iou=config.negative_iou, crowd_iou=config.crowd_iou,
+      box_weights=config.box_weights))(batch['boxes'], batch['classes'], batch['valid'], crowd)
+  positive = targets.labels > 0
+  num_positive = jnp.sum(positive)
+  normaliser = jnp.maximum(num_positive, 1).astype(jnp.float32)
+  terms = {
+      'class': ohem_class_loss(outputs['class_logits'], targets.labels,
+                               config.negatives_per_positive) / normaliser,
+      'box': box_loss(outputs['box_deltas'], targets.box_targets, positive) / normaliser,
+      'mask': mask_loss(key, outputs['prototypes'], outputs['coefficients'], targets,
+                        batch['boxes'], binary_masks_at(batch['masks'], config.proto_stride),
+                        stride=config.proto_stride,
+                        masks_per_image=config.masks_per_image) / normaliser,
+  }
+  if 'semantic_logits' in outputs:
+    stride = batch['masks'].shape[-1] // outputs['semantic_logits'].shape[2]
+    terms['semantic'] = semantic_loss(outputs['semantic_logits'],
+                                      binary_masks_at(batch['masks'], stride),
+                                      batch['classes'], batch['valid'] & ~batch['is_crowd'])
+  return terms, num_positive
