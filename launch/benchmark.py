@@ -1,8 +1,21 @@
-"""Speed, measured as ratios in one run: an experiment's train step, or one op.
+"""Speed, measured as ratios in one run: an experiment's train or predict step, or one op.
 
   python -m launch.benchmark --config=experiments/centernet_shapes.py
   python -m launch.benchmark --op=roi_align            # also nms, conv3x3
   python -m launch.benchmark --config=experiments/mask_rcnn_coco.py:bench --steps=5
+  python -m launch.benchmark --config=experiments/yolact_coco.py:bench --steps=5
+  python -m launch.benchmark --config=experiments/mask_rcnn_coco.py:bench --mode=predict
+
+--mode picks what an experiment's benchmark times: 'train_step' (the default) or
+'predict' (the default of an experiment whose config sets `config.benchmark.mode =
+'predict'`, e.g. yolact_coco:bench). Predict mode times the experiment's predict step
+beside the experiment named by `config.benchmark.inference_against` (yolact_coco:bench:
+YOLACT vs our Mask R-CNN at the same backbone, image size and batch, with the target
+speedup `config.benchmark.target_speedup`) and torchvision's inference model
+(`config.benchmark.torchvision_reference`), all on the same images, always in fresh
+processes per --threads setting (`vision_jax/benchmarks/inference.py` describes the
+knobs). It prints one table per pair of sides (seconds per batch, images/s, CPU use,
+ratio) and whether the target was met.
 
 Side by side with torchvision (every --op, and an experiment whose config sets
 `config.benchmark.torchvision_reference = 'mask_rcnn'`), each comparison runs once per
@@ -10,7 +23,7 @@ Side by side with torchvision (every --op, and an experiment whose config sets
 core, '1' pins the process to one core with XLA and torch at one thread. It prints a
 table (side, threads, seconds, CPU use, ours / torchvision's time) per setting, and
 whether one thread held. The torchvision side is reported as skipped when torch and
-torchvision do not import. An experiment without a torchvision reference runs in this
+torchvision do not import. A train step without a torchvision reference runs in this
 process, at all threads, unless --threads is given.
 
 The results JSON (--output) holds, for a comparison, each setting's results under
@@ -34,10 +47,14 @@ flags.DEFINE_string('op', None, 'Benchmark one op instead of a train step: roi_a
                     'or conv3x3.')
 flags.DEFINE_string('op_kwargs', None, 'JSON object of keyword arguments for the op case, '
                     'e.g. \'{"num_boxes": 1000}\' (see vision_jax/benchmarks/ops.py).')
-flags.DEFINE_integer('steps', 10, 'Timed train steps (each on its own batch and key).')
+flags.DEFINE_enum('mode', None, ['train_step', 'predict'], 'What an experiment\'s benchmark '
+                  'times; default: config.benchmark.mode, else train_step.')
+flags.DEFINE_integer('steps', 10, 'Timed train steps or predict calls per side (each on its '
+                     'own batch).')
 flags.DEFINE_string('threads', None, 'Thread settings, comma-separated: all (every core) '
                     'and/or a core count such as 1; each runs in a fresh process. Default: '
-                    'all,1 for comparisons with torchvision; in-process otherwise.')
+                    'all,1 for comparisons (with torchvision, or --mode=predict); a train '
+                    'step without a reference runs in-process otherwise.')
 flags.DEFINE_string('output', 'benchmark.json', 'Where to write the results (JSON).')
 
 
@@ -75,10 +92,13 @@ def main(argv):
     output = _compared(FLAGS.op, compare.run_op(FLAGS.op, settings, **kwargs))
   else:
     config = common.load_config()
+    from vision_jax.benchmarks import compare  # pylint: disable=g-import-not-at-top
     compares = (config.get('benchmark') or {}).get('torchvision_reference') is not None
-    if compares or FLAGS.threads:
-      from vision_jax.benchmarks import compare  # pylint: disable=g-import-not-at-top
-      overrides = list(common._overrides)  # pylint: disable=protected-access
+    overrides = list(common._overrides)  # pylint: disable=protected-access
+    if compare.benchmark_mode(config, FLAGS.mode) == 'predict':
+      output = _compared('predict', compare.run_predict(FLAGS.config, overrides, settings,
+                                                        steps=FLAGS.steps))
+    elif compares or FLAGS.threads:
       output = _compared('train_step', compare.run_train_step(
           FLAGS.config, overrides, settings, steps=FLAGS.steps, workdir=FLAGS.workdir))
     else:

@@ -1,9 +1,14 @@
-"""torchvision's Mask R-CNN / Keypoint R-CNN train step, timed as a reference for ours.
+"""torchvision's Mask R-CNN / Keypoint R-CNN, timed as a reference for ours: the train
+step (`mask_rcnn_train_step_seconds`) and inference (`mask_rcnn_inference_seconds`).
 
   from vision_jax.benchmarks import torchvision_reference as tvr
   if tvr.available():
     print(tvr.mask_rcnn_train_step_seconds(image_size=(512, 512), batch_size=2,
                                            num_classes=3, max_instances=8))
+
+Inference is timed by `vision_jax.benchmarks.inference` (predict mode of
+`launch/benchmark.py`) on the images our predict steps ran on; see
+`mask_rcnn_inference_seconds`. The rest of this docstring is about the train step.
 
 `launch/benchmark.py` calls this (through `train_step.run_with_reference`) after timing
 our train step, on the batches ours ran on, when the experiment config sets
@@ -285,4 +290,116 @@ def mask_rcnn_train_step_seconds(*, image_size, batch_size: int, num_classes: in
       'head_rois_per_image': float(np.mean(timed_rois)) / batch_size if timed_rois else 0.0,
       'box_head_rois_per_image': float(np.mean(timed_box_rois)) / batch_size,
       'losses_finite': all(losses_finite[-steps:]),
+  }
+
+
+def mask_rcnn_inference_seconds(*, batches, num_classes: int,
+                                rpn_pre_nms_top_n_test: int = 1000,
+                                rpn_post_nms_top_n_test: int = 1000,
+                                rpn_nms_thresh: float = 0.7, box_score_thresh: float = 0.05,
+                                box_nms_thresh: float = 0.5, box_detections_per_img: int = 100,
+                                warmup: int = 1, seed: int = 0,
+                                threads: int | None = None) -> dict:
+  """Times torchvision's R50-FPN Mask R-CNN inference (eval mode, no_grad) on this CPU.
+
+  The model is `maskrcnn_resnet50_fpn` with random weights (its BatchNorm2d layers in
+  eval mode: running mean 0, variance 1), told not to resize (min_size and max_size are
+  the images' sides: scale 1; its transform still normalises, calls interpolate at
+  scale 1 and pads to a multiple of 32). A call is what a user times:
+  `model([image.float() / 255 for image in batch])`, from uint8 images to detections
+  with full-image mask probabilities (`paste_masks_in_image`), the uint8 -> float
+  conversion included (ours normalises uint8 images inside its jit'd predict too).
+
+  Args:
+    batches: a sequence of uint8 arrays [B, H, W, 3] (numpy, RGB), e.g. the batches our
+      predict steps ran on: the first `warmup` calls run on the first batches (cycled),
+      the timed calls on the others, one call per batch, in order (the first one too
+      when there is only one).
+    num_classes: thing classes, background excluded (the model gets num_classes + 1).
+    rpn_pre_nms_top_n_test: proposals kept per FPN level before NMS (default 1000).
+    rpn_post_nms_top_n_test: proposals kept per image after NMS (default 1000).
+    rpn_nms_thresh, box_score_thresh, box_nms_thresh, box_detections_per_img:
+      torchvision's test settings (its defaults 0.7, 0.05, 0.5, 100).
+    warmup: untimed calls before the timed ones.
+    seed: seeds torch (the random weights).
+    threads: torch's thread count for the run; None: every core this process may run
+      on (a process pinned to one core runs at 1).
+
+  Returns:
+    {'seconds_per_batch', 'images_per_s' (mean over the timed calls), 'cpu_per_wall',
+     'busy_threads', 'cpu_s_per_batch' (the timed loop's CPU use: `threads.CpuUsage`),
+     'timed_batches', 'torch_threads', 'torch_version', 'torchvision_version', 'model',
+     'image_size', 'batch_size', 'box_head_rois_per_image' (proposals reaching the box
+     head: at most rpn_post_nms_top_n_test, fewer when the RPN's NMS leaves fewer),
+     'detections_per_image' (reaching the mask head: at most box_detections_per_img,
+     fewer when the score threshold and NMS leave fewer), both means over the timed
+     calls, and 'outputs_finite' (every timed call's scores)}.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  import torchvision  # pylint: disable=g-import-not-at-top
+
+  batches = [np.asarray(b) for b in batches]
+  if not batches:
+    raise ValueError('no batches to time')
+  shapes = {b.shape for b in batches}
+  if len(shapes) != 1 or len(next(iter(shapes))) != 4 or batches[0].shape[-1] != 3:
+    raise ValueError(f'batches must be uint8 [B, H, W, 3] of one shape, got {sorted(shapes)}')
+  batch_size, h, w, _ = batches[0].shape
+  timed = batches[1:] or batches[:1]
+  previous_threads = torch.get_num_threads()
+  if threads is None:
+    threads = len(threads_lib.available_cores())
+  torch.set_num_threads(int(threads))
+  try:
+    torch.manual_seed(seed)
+    model = torchvision.models.detection.maskrcnn_resnet50_fpn(
+        weights=None, weights_backbone=None, num_classes=num_classes + 1,
+        min_size=min(h, w), max_size=max(h, w),
+        rpn_pre_nms_top_n_test=rpn_pre_nms_top_n_test,
+        rpn_post_nms_top_n_test=rpn_post_nms_top_n_test, rpn_nms_thresh=rpn_nms_thresh,
+        box_score_thresh=box_score_thresh, box_nms_thresh=box_nms_thresh,
+        box_detections_per_img=box_detections_per_img)
+    model.eval()
+    # [3, H, W] uint8 tensors of every batch, built before anything is timed.
+    inputs = [[torch.from_numpy(np.array(image, np.uint8)).permute(2, 0, 1).contiguous()
+               for image in batch] for batch in batches]
+    timed_inputs = inputs[1:] or inputs[:1]
+    box_rois, mask_rois, finite = [], [], []
+    model.roi_heads.box_roi_pool.register_forward_pre_hook(
+        lambda module, args: box_rois.append(sum(len(b) for b in args[1])))
+    model.roi_heads.mask_roi_pool.register_forward_pre_hook(
+        lambda module, args: mask_rois.append(sum(len(b) for b in args[1])))
+
+    def call(images):
+      with torch.no_grad():
+        outputs = model([image.float().div(255.0) for image in images])
+      finite.append(all(bool(torch.isfinite(o['scores']).all()) for o in outputs))
+
+    for i in range(warmup):
+      call(inputs[i % len(inputs)])
+    box_start, mask_start = len(box_rois), len(mask_rois)
+    with threads_lib.CpuUsage(calls=len(timed_inputs)) as usage:
+      for images in timed_inputs:
+        call(images)
+    seconds = usage.result['wall_s'] / len(timed_inputs)
+    threads_used = torch.get_num_threads()
+  finally:
+    torch.set_num_threads(previous_threads)
+  return {
+      'seconds_per_batch': seconds,
+      'images_per_s': batch_size / seconds,
+      'cpu_per_wall': usage.result['cpu_per_wall'],
+      'busy_threads': usage.result['busy_threads'],
+      'cpu_s_per_batch': usage.result['cpu_s_per_call'],
+      'timed_batches': len(timed),
+      'torch_threads': threads_used,
+      'torch_version': torch.__version__,
+      'torchvision_version': torchvision.__version__,
+      'model': 'maskrcnn_resnet50_fpn (eval, no_grad)',
+      'image_size': (h, w),
+      'batch_size': batch_size,
+      'box_head_rois_per_image': float(np.mean(box_rois[box_start:])) / batch_size,
+      'detections_per_image': float(np.mean(mask_rois[mask_start:])) / batch_size,
+      'outputs_finite': all(finite[-len(timed_inputs):]),
   }

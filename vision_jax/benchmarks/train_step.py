@@ -128,7 +128,8 @@ def run(config, workdir: str, *, steps: int = 10, pipeline_batches: int = 20,
 def torchvision_comparison(config, results: dict, batches=None, *, steps: int) -> dict:
   """torchvision's step time and ours / its, when config.benchmark asks for it.
 
-  Reads config.benchmark.torchvision_reference ('mask_rcnn'), config.data.image_size,
+  Reads config.benchmark.torchvision_reference ('mask_rcnn'; beside a mask_rcnn task only:
+  for another task it reports the reference as skipped), config.data.image_size,
   config.train.batch_size, config.data.max_instances and every key of
   config.benchmark.torchvision_kwargs (passed through; they win over the three above).
   `batches`: the host batches our run used (`run(..., used_batches=...)`): torchvision
@@ -138,6 +139,10 @@ def torchvision_comparison(config, results: dict, batches=None, *, steps: int) -
   benchmark = config.get('benchmark') or {}
   if benchmark.get('torchvision_reference') != 'mask_rcnn':
     return {}
+  if config.task != 'mask_rcnn':
+    # e.g. yolact_coco:bench, whose reference runs beside its Mask R-CNN in predict mode.
+    return {'torchvision_reference': "skipped: torchvision's Mask R-CNN train step runs "
+                                     f"beside a mask_rcnn task, not {config.task!r}"}
   error = torchvision_reference.import_error()
   if error:
     print(f'torchvision comparison skipped: torch/torchvision not importable ({error})')
