@@ -10,7 +10,10 @@ reference's resnet50-19c8e357.pth / resnet101-5d3b4d8f.pth are torchvision's).
       --workdir=workdirs/yolact_coco --config.data.coco_root=/data/coco \
       --config.init.torchvision_checkpoint=/weights/resnet50-19c8e357.pth
 
-Recipe (yolact_base_config / yolact_resnet50_config): 550 x 550 inputs, SGD momentum
+Recipe (yolact_base_config / yolact_resnet50_config) with two differences: images are
+letterboxed (aspect kept) into 544 x 544, where the reference stretches them to
+550 x 550, and the augmentation is a horizontal flip only (the reference adds SSD's
+photometric distortion, expand and random crop), so expect lower AP. Otherwise: SGD momentum
 0.9, weight decay 5e-4, lr 1e-3 with 500 warmup steps (linear from 0 here, from 1e-4 in
 the reference), x0.1 at 280k, 600k, 700k and 750k of 800k steps at batch 8; frozen
 BatchNorm in the backbone; 32 prototypes at stride 4 (138 x 138); anchors of scales
@@ -20,7 +23,7 @@ BatchNorm in the backbone; 32 prototypes at stride 4 (138 x 138); anchors of sca
 Variants
   :r101   ResNet-101 backbone (the paper's YOLACT-550 headline model).
   :proto2 prototypes at stride 2 (276 x 276) for finer mask edges.
-  :bench  the R50-FPN at 550 on the embedded synthetic_shapes data (no COCO needed), for
+  :bench  the R50-FPN at 544 on the embedded synthetic_shapes data (no COCO needed), for
           `python -m launch.benchmark --config=experiments/yolact_coco.py:bench`: YOLACT
           vs our Mask R-CNN inference at the same backbone, size and batch.
 """

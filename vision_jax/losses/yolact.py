@@ -2,11 +2,12 @@
 `MultiBoxLoss`).
 
 Targets (`match_anchors`, per image, vmapped):
-  * each anchor takes the ground truth of highest IoU; each valid ground truth also
-    claims its own best anchor (the reference's forced matches, later boxes win ties);
+  * each anchor takes the ground truth of highest IoU; then, as the reference's loop,
+    the (ground truth, anchor) pair of highest IoU overall is forced positive, both are
+    taken out, and so on until every valid ground truth owns an anchor of its own;
   * label c + 1 (thing class c) at IoU >= positive_iou, 0 (background) below
-    negative_iou, -1 (ignored) in between; background anchors overlapping a crowd box by
-    more than crowd_iou are ignored too.
+    negative_iou, -1 (ignored) in between; background anchors that a crowd box covers
+    by more than crowd_iou of the anchor's area are ignored too.
 
 Losses of a batch (`yolact_losses`), each a scalar; N = positives in the whole batch:
   class     softmax cross-entropy on the positives and the hardest negatives (OHEM:
@@ -17,7 +18,9 @@ Losses of a batch (`yolact_losses`), each a scalar; N = positives in the whole b
             BCE of P c^T (logits) against the ground-truth mask at prototype
             resolution, inside the ground-truth box (cropped with 1 prototype pixel of
             padding), summed and divided by the box area in prototype pixels (at least
-            1: a guard for tiny boxes that the reference lacks); summed / N.
+            1: a guard for tiny boxes that the reference lacks); an image with more
+            positives than the cap has its sum scaled by positives / cap (as the
+            reference); summed / N.
   semantic  sigmoid BCE of the 1x1 semantic conv on P3 against per-class masks at P3
             resolution, summed over pixels and classes / (h w), averaged over images.
 The reference's weights (class 1, box 1.5, mask 6.125, semantic 1) are the task's.
@@ -66,16 +69,24 @@ def match_anchors(anchors: jax.Array, gt_boxes: jax.Array, gt_classes: jax.Array
   masked = jnp.where(matchable[:, None], iou, -1.0)
   best = jnp.max(masked, axis=0)
   gt_index = jnp.argmax(masked, axis=0).astype(jnp.int32)
-  # Forced matches: ground truth g claims its best anchor (a scatter in order of g, so
-  # the last one wins as in the reference's loop).
-  num_anchors = anchors.shape[0]
-  claimed = jnp.where(matchable, jnp.argmax(masked, axis=1), num_anchors)
-  g = jnp.arange(gt_boxes.shape[0], dtype=jnp.int32)
-  gt_index = gt_index.at[claimed].set(g, mode='drop')
-  best = best.at[claimed].set(2.0, mode='drop')
+  num_gt, num_anchors = masked.shape
+
+  def force(_, carry):
+    """The reference's loop: the best remaining pair is forced, its row and column removed."""
+    overlap, best, gt_index = carry
+    flat = jnp.argmax(overlap)
+    g, a = flat // num_anchors, flat % num_anchors
+    ok = overlap[g, a] >= 0.0  # a real ground truth is left
+    best = jnp.where(ok, best.at[a].set(2.0), best)
+    gt_index = jnp.where(ok, gt_index.at[a].set(g.astype(jnp.int32)), gt_index)
+    overlap = overlap.at[:, a].set(-1.0).at[g, :].set(-1.0)
+    return overlap, best, gt_index
+
+  _, best, gt_index = jax.lax.fori_loop(0, num_gt, force, (masked, best, gt_index))
   labels = jnp.where(best >= positive_iou, gt_classes[gt_index] + 1,
                      jnp.where(best < negative_iou, 0, IGNORE)).astype(jnp.int32)
-  crowd_overlap = jnp.max(jnp.where((gt_valid & gt_crowd)[:, None], iou, 0.0), axis=0)
+  covered = box_ops.box_ioa(gt_boxes, anchors)
+  crowd_overlap = jnp.max(jnp.where((gt_valid & gt_crowd)[:, None], covered, 0.0), axis=0)
   labels = jnp.where((labels == 0) & (crowd_overlap > crowd_iou), IGNORE, labels)
   coder = box_ops.BoxCoder(tuple(box_weights))
   matched = gt_boxes[gt_index]
@@ -150,7 +161,10 @@ def mask_loss(key: jax.Array, prototypes: jax.Array, coefficients: jax.Array,
   region = mask_ops.box_region(boxes, (h, w), stride, padding=1.0)
   area = ((boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])) / stride**2
   per_mask = jnp.sum(jnp.where(region, _sigmoid_bce(logits, mask_targets), 0.0), axis=(2, 3))
-  return jnp.sum(jnp.where(chosen, per_mask / jnp.maximum(area, 1.0), 0.0))
+  per_image = jnp.sum(jnp.where(chosen, per_mask / jnp.maximum(area, 1.0), 0.0), axis=1)
+  # A capped image stands for all its positives (the reference's old_num_pos / num_pos).
+  scale = jnp.sum(positive, axis=1) / jnp.maximum(jnp.sum(chosen, axis=1), 1)
+  return jnp.sum(per_image * scale)
 
 
 def semantic_loss(logits: jax.Array, gt_masks: jax.Array, gt_classes: jax.Array,

@@ -20,7 +20,11 @@ Networks (names in the parameter tree)
 
 Anchors: A = len(aspect_ratios) per location, centred in each cell, one scale per level
 (`anchor_scales`, in pixels at `anchor_reference_size` = 550, scaled with max(H, W)),
-area scale^2 and aspect ratio height / width. Their order is `vision_jax.ops.anchors`'
+area scale^2 and aspect ratio height / width, as the paper describes them (the
+reference's yolact_base / yolact_resnet50 configs set `use_square_anchors`, which makes
+the three anchors squares of sides scale * sqrt(ratio); YOLACT++ uses true ratios).
+Deviations kept on purpose: the FPN convs start from kaiming-uniform(a=1) like
+Mask R-CNN's (the reference: xavier), inputs are letterboxed into a multiple of 32. Their order is `vision_jax.ops.anchors`'
 (level, row-major location, aspect ratio), matching the head's reshaped outputs.
 
 Everything around the networks is plain static-shape jnp: targets and losses in

@@ -141,14 +141,21 @@ class YolactEdge(yolact.Yolact):
       warped[name] = (moved * scale + bias).astype(key_map.dtype)
     return warped, [flow for flow, _, _ in flows]
 
-  def non_keyframe(self, images, cache: dict, *, train: bool = False
-                   ) -> tuple[dict, dict]:
+  def non_keyframe(self, images, cache: dict, *, train: bool = False,
+                   frozen_trunk: bool = False) -> tuple[dict, dict]:
     """images [B, H, W, 3] and a keyframe's cache -> (YOLACT outputs, {'warped': {'C4',
-    'C5'}, 'flows': [flow at P4, flow at P5]})."""
+    'C5'}, 'flows': [flow at P4, flow at P5]}).
+
+    frozen_trunk: stop gradients at the partial backbone and the C3 lateral (training,
+    as the reference: the non-keyframe losses train the flow net and the layers above
+    the transfer, never the trunk the keyframes share).
+    """
     self._check_size(images)
     features = self.backbone(image_ops.normalize(images), train=train, up_to=COMPUTED)
     lateral = self.fpn({COMPUTED: features[COMPUTED]}, train=train,
                        laterals_only=True)[COMPUTED]
+    if frozen_trunk:
+      lateral = jax.lax.stop_gradient(lateral)
     warped, flows = self.transfer(cache, lateral)
     pyramid = self.fpn({}, train=train, top_down=warped, laterals={COMPUTED: lateral})
     return self.outputs(pyramid, train=train), {'warped': warped, 'flows': flows}

@@ -12,6 +12,7 @@ from vision_jax.ops.anchors import multilevel_anchors
 from vision_jax.ops.anchors import num_cell_anchors
 from vision_jax.ops.boxes import box_area
 from vision_jax.ops.boxes import box_convert
+from vision_jax.ops.boxes import box_ioa
 from vision_jax.ops.boxes import box_iou
 from vision_jax.ops.boxes import BoxCoder
 from vision_jax.ops.boxes import clip_boxes

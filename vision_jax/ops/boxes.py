@@ -52,6 +52,20 @@ def box_iou(a: jax.Array, b: jax.Array) -> jax.Array:
   return _safe_divide(inter, union)
 
 
+def box_ioa(a: jax.Array, b: jax.Array) -> jax.Array:
+  """Pairwise intersection over the area of the SECOND box (YOLACT's crowd overlap).
+
+  Args:
+    a: [..., M, 4] (x1, y1, x2, y2), e.g. crowd regions.
+    b: [..., K, 4], e.g. anchors.
+
+  Returns:
+    [..., M, K] float: |a_m & b_k| / |b_k| (0 where b_k is empty).
+  """
+  inter, _ = _pairwise_inter_union(a, b)
+  return _safe_divide(inter, box_area(b)[..., None, :])
+
+
 def generalized_box_iou(a: jax.Array, b: jax.Array) -> jax.Array:
   """Pairwise generalized IoU (Rezatofighi et al.), as torchvision.ops.generalized_box_iou.
 

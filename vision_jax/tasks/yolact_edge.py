@@ -6,12 +6,21 @@ current -> keyframe flow. One jit'd step holds three passes and these losses:
   * the current frame as a keyframe (whole backbone): YOLACT's losses (`class`, `box`,
     `mask`, `semantic`), and the teacher maps for the warping loss;
   * the keyframe (whole backbone, no gradient): the cache a non-keyframe reuses;
-  * the current frame as a non-keyframe (backbone to C3, FeatFlowNet, warped P4/P5):
-    YOLACT's losses again (`transfer_*`, weighted by `loss.transfer_weight`, from step
+  * the current frame as a non-keyframe (backbone to C3, FeatFlowNet, warped P4/P5),
+    its trunk frozen (gradients stop at the C3 lateral, as the reference): YOLACT's
+    losses again (`transfer_*`, weighted by `loss.transfer_weight`, from step
     `loss.transfer_start_step`: the joint fine-tuning), the feature-warping loss `warp`
-    (mean squared error of the warped maps against the teacher's, which trains the flow
-    net) and, with `loss.flow_weight` > 0, the end-point error of the predicted flows
-    against the ground-truth flow resized to P4 / P5 (`flow`, on valid pixels).
+    (1 - cosine similarity over channels of the warped merged P4 / P5 maps and the
+    teacher's, as the reference; it trains the flow net) and, with `loss.flow_weight` >
+    0, the end-point error of the predicted flows against the ground-truth flow resized
+    to P4 / P5 (`flow`, on valid pixels).
+
+Simplifications against the reference's FlowNetMini, said here so that results are
+read with them: each level's flow is predicted on its own (no coarse-to-fine
+refinement), the calibration is one scale and bias per channel (from the spatial mean),
+no spatial-attention (SPA) module, one summed optimizer step, key gaps 1..max_gap, and
+one keyframe phase at evaluation (frame t is a keyframe when t % k == 0; every frame of
+the clips is annotated, so every phase is scored).
 
 Evaluation runs every validation clip as one jit'd scan (`yolact_edge.predict_clip`)
 with the configured keyframe interval k and with k = 1 (every frame a keyframe), and
@@ -38,6 +47,15 @@ from vision_jax.tasks import yolact as yolact_task
 from vision_jax.train import config as config_lib
 
 EDGE_WEIGHTS = {'transfer': 1.0, 'warp': 1.0, 'flow': 0.0}
+
+
+def _cosine_distance(a, b):
+  """Mean over pixels of 1 - cos(a, b) over channels: [B, h, w, C] x2 -> scalar (the
+  reference's feature-warping loss; free of the features' scale)."""
+  a, b = a.astype(jnp.float32), b.astype(jnp.float32)
+  dot = jnp.sum(a * b, axis=-1)
+  norms = jnp.sqrt(jnp.sum(a * a, axis=-1) * jnp.sum(b * b, axis=-1) + 1e-12)
+  return jnp.mean(1.0 - dot / norms)
 
 
 def _flatten_clips(tree: dict) -> dict:
@@ -109,15 +127,14 @@ class YolactEdgeTask(yolact_task.YolactTask):
     cache = jax.lax.stop_gradient(cache)
     (edge_outputs, transfer), _ = model.apply(
         variables, batch['image'], cache, method=yolact_edge.YolactEdge.non_keyframe,
-        train=True, mutable=['batch_stats'])
+        train=True, frozen_trunk=True, mutable=['batch_stats'])
     key_rng, edge_rng = jax.random.split(rng)
     terms, num_positive = yolact_losses.yolact_losses(cfg, self.anchors, outputs, batch,
                                                       key_rng)
     edge_terms, _ = yolact_losses.yolact_losses(cfg, self.anchors, edge_outputs, batch,
                                                 edge_rng)
     warp_loss = jnp.mean(jnp.stack([
-        jnp.mean(jnp.square(transfer['warped'][name].astype(jnp.float32)
-                            - jax.lax.stop_gradient(teacher[name]).astype(jnp.float32)))
+        _cosine_distance(transfer['warped'][name], jax.lax.stop_gradient(teacher[name]))
         for name in yolact_edge.TRANSFERRED]))
     flow_error = self._flow_error(transfer['flows'], batch)
     transfer_weight = self.loss_weights['transfer'] * jnp.asarray(transfer_on, jnp.float32)
