@@ -7,11 +7,15 @@ current -> keyframe flow. One jit'd step holds three passes and these losses:
     `mask`, `semantic`), and the teacher maps for the warping loss;
   * the keyframe (whole backbone, no gradient): the cache a non-keyframe reuses;
   * the current frame as a non-keyframe (backbone to C3, FeatFlowNet, warped P4/P5),
-    its trunk frozen (gradients stop at the C3 lateral, as the reference): YOLACT's
+    with `loss.frozen_trunk` (default True, as the reference) its trunk frozen
+    (gradients stop at the C3 lateral; False lets the non-keyframe losses train the
+    trunk too, which suits a model trained from scratch jointly): YOLACT's
     losses again (`transfer_*`, weighted by `loss.transfer_weight`, from step
     `loss.transfer_start_step`: the joint fine-tuning), the feature-warping loss `warp`
-    (1 - cosine similarity over channels of the warped merged P4 / P5 maps and the
-    teacher's, as the reference; it trains the flow net) and, with `loss.flow_weight` >
+    between the warped merged P4 / P5 maps and the teacher's (`loss.warp_distance`:
+    'cosine', 1 - cosine similarity over channels, the reference's and the default; or
+    'mse', which also supervises the calibration's scale and bias; it trains the flow
+    net) and, with `loss.flow_weight` >
     0, the end-point error of the predicted flows against the ground-truth flow resized
     to P4 / P5 (`flow`, on valid pixels).
 
@@ -58,6 +62,15 @@ def _cosine_distance(a, b):
   return jnp.mean(1.0 - dot / norms)
 
 
+def _squared_error(a, b):
+  """Mean squared difference: [B, h, w, C] x2 -> scalar (supervises the calibration's
+  scale and bias too, which the cosine distance cannot see)."""
+  return jnp.mean(jnp.square(a.astype(jnp.float32) - b.astype(jnp.float32)))
+
+
+WARP_DISTANCES = {'cosine': _cosine_distance, 'mse': _squared_error}
+
+
 def _flatten_clips(tree: dict) -> dict:
   """[B, T, ...] arrays -> [B * T, ...]."""
   return {k: np.asarray(v).reshape((-1,) + np.shape(v)[2:]) for k, v in tree.items()}
@@ -75,6 +88,11 @@ class YolactEdgeTask(yolact_task.YolactTask):
           f'{config.data.dataset} ({frames} frames): no frame would reuse a keyframe; use '
           f'a keyframe_interval <= {frames} or a dataset config with longer clips')
     self.transfer_start_step = int(config.loss.get('transfer_start_step', 0))
+    self.frozen_trunk = bool(config.loss.get('frozen_trunk', True))
+    self.warp_distance = config.loss.get('warp_distance', 'cosine')
+    if self.warp_distance not in WARP_DISTANCES:
+      raise config_lib.ConfigError(f'loss.warp_distance must be one of '
+                                   f'{sorted(WARP_DISTANCES)}, not {self.warp_distance!r}')
 
   # Model, data and losses.
 
@@ -93,7 +111,7 @@ class YolactEdgeTask(yolact_task.YolactTask):
     return {**yolact_losses.DEFAULT_WEIGHTS, **EDGE_WEIGHTS}
 
   def other_loss_keys(self):
-    return ('transfer_start_step',)
+    return ('transfer_start_step', 'frozen_trunk', 'warp_distance')
 
   def weighted_sum(self, terms):
     return sum(self.loss_weights[name] * value for name, value in terms.items()
@@ -127,14 +145,15 @@ class YolactEdgeTask(yolact_task.YolactTask):
     cache = jax.lax.stop_gradient(cache)
     (edge_outputs, transfer), _ = model.apply(
         variables, batch['image'], cache, method=yolact_edge.YolactEdge.non_keyframe,
-        train=True, frozen_trunk=True, mutable=['batch_stats'])
+        train=True, frozen_trunk=self.frozen_trunk, mutable=['batch_stats'])
     key_rng, edge_rng = jax.random.split(rng)
     terms, num_positive = yolact_losses.yolact_losses(cfg, self.anchors, outputs, batch,
                                                       key_rng)
     edge_terms, _ = yolact_losses.yolact_losses(cfg, self.anchors, edge_outputs, batch,
                                                 edge_rng)
+    distance = WARP_DISTANCES[self.warp_distance]
     warp_loss = jnp.mean(jnp.stack([
-        _cosine_distance(transfer['warped'][name], jax.lax.stop_gradient(teacher[name]))
+        distance(transfer['warped'][name], jax.lax.stop_gradient(teacher[name]))
         for name in yolact_edge.TRANSFERRED]))
     flow_error = self._flow_error(transfer['flows'], batch)
     transfer_weight = self.loss_weights['transfer'] * jnp.asarray(transfer_on, jnp.float32)
