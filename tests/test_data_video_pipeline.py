@@ -185,10 +185,10 @@ def test_evaluation_clips_in_file_order_padded(data_dir, clips):
 
 
 def _bilinear_warp(image, flow):
-  """`ops.warp` of one image (numpy in, numpy out)."""
+  """`ops.warp.warp` of one image (numpy in, numpy out)."""
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from vision_jax import ops  # pylint: disable=g-import-not-at-top
-  out = ops.warp(jnp.asarray(image, jnp.float32)[None], jnp.asarray(flow)[None])
+  from vision_jax.ops import warp as warp_ops  # pylint: disable=g-import-not-at-top
+  out = warp_ops.warp(jnp.asarray(image, jnp.float32)[None], jnp.asarray(flow)[None])
   return np.asarray(out[0], np.float64)
 
 
