@@ -47,8 +47,9 @@ def loss_weights(config, defaults: Mapping[str, float], other_keys=()) -> dict[s
 
 
 def image_sizes(batch: dict, image_size) -> jnp.ndarray:
-  """[B, 2] (height, width) of the real image inside each letterboxed input."""
-  size = jnp.round(batch['orig_size'].astype(jnp.float32) * batch['scale'][:, None])
+  """[..., 2] (height, width) of the real image inside each letterboxed input, from
+  `orig_size` [..., 2] and `scale` [...] (any leading axes: images, or clips x frames)."""
+  size = jnp.round(batch['orig_size'].astype(jnp.float32) * batch['scale'][..., None])
   return jnp.minimum(size, jnp.asarray(image_size, jnp.float32)).astype(jnp.int32)
 
 

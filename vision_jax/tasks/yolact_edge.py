@@ -41,12 +41,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from vision_jax.data import video_pipeline
-from vision_jax.evaluation import coco
 from vision_jax.losses import yolact as yolact_losses
 from vision_jax.models import yolact
 from vision_jax.models import yolact_edge
 from vision_jax.ops import warp as warp_ops
 from vision_jax.tasks import base
+from vision_jax.tasks import detection_base
 from vision_jax.tasks import yolact as yolact_task
 from vision_jax.train import config as config_lib
 
@@ -112,10 +112,6 @@ class YolactEdgeTask(yolact_task.YolactTask):
 
   def other_loss_keys(self):
     return ('transfer_start_step', 'frozen_trunk', 'warp_distance')
-
-  def weighted_sum(self, terms):
-    return sum(self.loss_weights[name] * value for name, value in terms.items()
-               if name in yolact_losses.DEFAULT_WEIGHTS)
 
   def _video_data(self, split, training, batch_size, **kwargs):
     try:
@@ -186,10 +182,7 @@ class YolactEdgeTask(yolact_task.YolactTask):
 
   def predict_clips(self, state, batch, *, keyframe_interval: int) -> dict:
     """Detections on every frame of a batch of clips: [B, T, ...] (see predict_clip)."""
-    sizes = jax.vmap(lambda o, s: jnp.minimum(
-        jnp.round(o.astype(jnp.float32) * s[:, None]),
-        jnp.asarray(self.image_size, jnp.float32)).astype(jnp.int32))(
-            batch['orig_size'], batch['scale'])
+    sizes = detection_base.image_sizes(batch, self.image_size)
     return yolact_edge.predict_clip(self.model, state.variables, batch['images'],
                                     keyframe_interval=keyframe_interval, image_sizes=sizes)
 
@@ -229,74 +222,62 @@ class YolactEdgeTask(yolact_task.YolactTask):
                                    {key: value[0][t] for key, value in predictions.items()})
                      for t in range(n)])
 
-  def make_evaluator(self):
-    return coco.CocoEvaluator(
-        self.source.class_names, category_ids=self.source.category_ids,
-        ground_truth=self.source.original_ground_truth(self.config.data.eval_split),
-        **self.evaluator_options())
+  # The two steps of a clip with the cache passed explicitly (benchmark, export).
 
-  # Speed (`launch.benchmark`): the two steps on the same frames, and whole clips.
+  def _detect(self, outputs, batch):
+    """Detections of one frame batch {'image'[, 'orig_size', 'scale']}."""
+    sizes = (detection_base.image_sizes(batch, self.image_size) if 'orig_size' in batch
+             else yolact.full_image_sizes(batch['image']))
+    return yolact.detect(self.model_config, outputs, self.image_size, sizes)
+
+  def keyframe_step(self, variables, batch) -> tuple[dict, dict]:
+    """A frame batch as a keyframe -> (detections, the cache later frames reuse)."""
+    outputs, cache = self.model.apply(variables, batch['image'],
+                                      method=yolact_edge.YolactEdge.keyframe)
+    return self._detect(outputs, batch), cache
+
+  def non_keyframe_step(self, variables, batch, cache) -> dict:
+    """A frame batch with a keyframe's cache -> detections."""
+    outputs, _ = self.model.apply(variables, batch['image'], cache,
+                                  method=yolact_edge.YolactEdge.non_keyframe)
+    return self._detect(outputs, batch)
 
   def benchmark_predict_functions(self):
     """{name: (fn, make_args)} for `vision_jax.benchmarks.inference`: 'keyframe' and
     'non_keyframe' on the clips' frame 1 (the latter with frame 0's cache, made
     untimed), and the whole clips at the configured interval and at 1."""
-    model, cfg, image_size = self.model, self.model_config, self.image_size
+    cache_of = jax.jit(lambda state, frame: self.keyframe_step(state.variables, frame)[1])
 
-    def detect(outputs, images):
-      return yolact.detect(cfg, outputs, image_size, yolact.full_image_sizes(images))
-
-    def keyframe(state, images):
-      outputs, cache = model.apply(state.variables, images,
-                                   method=yolact_edge.YolactEdge.keyframe)
-      return detect(outputs, images), cache
-
-    def non_keyframe(state, images, cache):
-      outputs, _ = model.apply(state.variables, images, cache,
-                               method=yolact_edge.YolactEdge.non_keyframe)
-      return detect(outputs, images)
-
-    cache_of = jax.jit(lambda state, images: keyframe(state, images)[1])
+    def frame(batch, t):
+      return jax.device_put({'image': batch['images'][:, t]})
 
     def clip_inputs(state, batch):
       keys = ('images', 'orig_size', 'scale')
       return state, jax.device_put({key: batch[key] for key in keys})
 
     functions = {
-        'keyframe': (keyframe, lambda state, batch: (state, jax.device_put(
-            batch['images'][:, 1]))),
-        'non_keyframe': (non_keyframe, lambda state, batch: (
-            state, jax.device_put(batch['images'][:, 1]),
-            cache_of(state, jax.device_put(batch['images'][:, 0])))),
+        'keyframe': (lambda state, f: self.keyframe_step(state.variables, f),
+                     lambda state, batch: (state, frame(batch, 1))),
+        'non_keyframe': (lambda state, f, cache: self.non_keyframe_step(state.variables, f,
+                                                                          cache),
+                         lambda state, batch: (state, frame(batch, 1),
+                                               cache_of(state, frame(batch, 0)))),
     }
     for k in self.intervals():
       functions[f'clip_k{k}'] = (functools.partial(self.predict_clips, keyframe_interval=k),
                                  clip_inputs)
     return functions
 
-  # Export: a still image, and the two steps of a clip with the cache passed explicitly.
-
   def export_functions(self, state):
+    """'predict' (a still image), 'keyframe' and 'non_keyframe' (with the cache)."""
     functions = super().export_functions(state)
     batch = functions['predict'].example_args[0]
-    cfg, model = self.model_config, self.model
-    image_size = self.image_size
-
-    def sizes_of(batch):
-      return (yolact.full_image_sizes(batch['image']) if 'orig_size' not in batch else
-              jnp.minimum(jnp.round(batch['orig_size'].astype(jnp.float32)
-                                    * batch['scale'][:, None]),
-                          jnp.asarray(image_size, jnp.float32)).astype(jnp.int32))
 
     def keyframe(batch):
-      outputs, cache = model.apply(state.variables, batch['image'],
-                                   method=yolact_edge.YolactEdge.keyframe)
-      return yolact.detect(cfg, outputs, image_size, sizes_of(batch)), cache
+      return self.keyframe_step(state.variables, batch)
 
     def non_keyframe(batch, cache):
-      outputs, _ = model.apply(state.variables, batch['image'], cache,
-                               method=yolact_edge.YolactEdge.non_keyframe)
-      return yolact.detect(cfg, outputs, image_size, sizes_of(batch))
+      return self.non_keyframe_step(state.variables, batch, cache)
 
     cache = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype),
                          jax.eval_shape(keyframe, batch)[1])
