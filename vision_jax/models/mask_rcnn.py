@@ -296,7 +296,7 @@ class KeypointHead(nn.Module):
     x = upsample.ConvTranspose4x4(self.num_keypoints, dtype=dtype, use_bias=True,
                                   in_switch=True, name='kps_score_lowres')(x)
     n, h, w, k = x.shape
-    x = jax.image.resize(x.astype(jnp.float32), (n, 2 * h, 2 * w, k), method='linear')
+    x = image_ops.upsample_linear(x.astype(jnp.float32), 2)
     return x.reshape(b, r, 2 * h, 2 * w, k)
 
 

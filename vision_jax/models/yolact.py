@@ -302,12 +302,21 @@ def detect(config: YolactConfig, outputs: dict, image_size: Sequence[int],
   h, w = prototypes.shape[1:3]
   probs = jax.nn.sigmoid(mask_ops.assemble_masks(prototypes, coefficients))
   probs = probs * mask_ops.box_region(det_boxes, (h, w), config.proto_stride, padding=1.0)
-  b, d = probs.shape[:2]
-  probs = jax.image.resize(probs, (b, d, *image_size), method='linear')
+  probs = _resize_masks(probs, image_size)
   masks = (probs > config.mask_threshold) & kept.valid[:, :, None, None]
   return {'boxes': jnp.where(kept.valid[..., None], det_boxes, 0.0),
           'scores': jnp.where(kept.valid, kept.scores, 0.0),
           'classes': kept.classes, 'valid': kept.valid, 'masks': masks.astype(jnp.uint8)}
+
+
+def _resize_masks(probs: jax.Array, image_size: Sequence[int]) -> jax.Array:
+  """[B, D, h, w] -> [B, D, H, W] bilinearly (half-pixel centres): a fixed stencil when
+  (H, W) is an integer multiple of (h, w), as at every `proto_stride`."""
+  b, d, h, w = probs.shape
+  factor = image_size[0] // h
+  if (h * factor, w * factor) == tuple(image_size):
+    return image_ops.upsample_linear(probs, factor, axes=(2, 3))
+  return jax.image.resize(probs, (b, d, *image_size), method='linear')
 
 
 def predict(model: Yolact, variables, images: jax.Array,

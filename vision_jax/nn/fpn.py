@@ -29,6 +29,7 @@ import jax.numpy as jnp
 
 from vision_jax.nn import conv as conv_lib
 from vision_jax.nn import norms
+from vision_jax.ops import image as image_ops
 
 LEVELS = ('C2', 'C3', 'C4', 'C5')
 # torchvision / detectron2 FPN init: kaiming_uniform_(a=1).
@@ -44,8 +45,7 @@ def upsample2x(x, mode: str = 'nearest'):
   half-pixel centres and clamped edges (torch's align_corners=False)."""
   if mode == 'nearest':
     return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-  b, h, w, c = x.shape
-  return jax.image.resize(x, (b, 2 * h, 2 * w, c), method='linear').astype(x.dtype)
+  return image_ops.upsample_linear(x, 2)
 
 
 class FPN(nn.Module):

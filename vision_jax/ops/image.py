@@ -9,6 +9,7 @@ user code pass), so a model accepts both.
 """
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # ImageNet statistics of RGB values in [0, 1] (torchvision's and timm's).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -38,3 +39,45 @@ def to_signed_unit(images: jax.Array, dtype=jnp.float32) -> jax.Array:
 def signed_unit_to_uint8(images: jax.Array) -> jax.Array:
   """[-1, 1] floats (e.g. a tanh generator's output) -> uint8 in [0, 255], rounded."""
   return jnp.round(jnp.clip((images + 1.0) * 127.5, 0.0, 255.0)).astype(jnp.uint8)
+
+
+def upsample_linear(x: jax.Array, factor: int, axes=(1, 2)) -> jax.Array:
+  """Linear upsampling by an integer `factor` along `axes` (separable, so bilinear on
+  two axes): half-pixel centres and clamped edges, i.e. torch's
+  `interpolate(mode='bilinear', align_corners=False)` and `jax.image.resize(...,
+  'linear')` for integer upscales.
+
+  Each output sample mixes two neighbouring inputs with one of `factor` fixed weight
+  pairs, so the cost is a few multiply-adds per output value; `jax.image.resize`
+  instead contracts with a dense [out, in] weight matrix per axis (O(in) per output),
+  which dominates e.g. resizing 100 YOLACT masks from 136^2 to 544^2.
+
+  Args:
+    x: any float array.
+    factor: integer >= 1.
+    axes: the axes to upsample (each becomes `factor` times longer).
+
+  Returns:
+    x's dtype, the shape of x with each of `axes` multiplied by `factor`.
+  """
+  if int(factor) != factor or factor < 1:
+    raise ValueError(f'upsample_linear needs an integer factor >= 1, got {factor}')
+  factor = int(factor)
+  if factor == 1:
+    return x
+  offsets = (np.arange(factor) + 0.5) / factor - 0.5  # output f*m + r sits at m + offsets[r]
+  for axis in axes:
+    axis = axis % x.ndim
+    n = x.shape[axis]
+    padded = jnp.concatenate([jax.lax.slice_in_dim(x, 0, 1, axis=axis), x,
+                              jax.lax.slice_in_dim(x, n - 1, n, axis=axis)], axis=axis)
+    previous = jax.lax.slice_in_dim(padded, 0, n, axis=axis)
+    following = jax.lax.slice_in_dim(padded, 2, n + 2, axis=axis)
+    # Repeat-and-weight (broadcasts XLA fuses into one pass), not interleaving phases.
+    shape = [1] * x.ndim
+    shape[axis] = n * factor
+    weight = lambda w: jnp.asarray(np.tile(w, n).reshape(shape), x.dtype)
+    x = (jnp.repeat(x, factor, axis=axis) * weight(1.0 - np.abs(offsets))
+         + jnp.repeat(previous, factor, axis=axis) * weight(np.maximum(-offsets, 0.0))
+         + jnp.repeat(following, factor, axis=axis) * weight(np.maximum(offsets, 0.0)))
+  return x
