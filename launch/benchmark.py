@@ -1,7 +1,7 @@
 """Speed, measured as ratios in one run: an experiment's train or predict step, or one op.
 
   python -m launch.benchmark --config=experiments/centernet_shapes.py
-  python -m launch.benchmark --op=roi_align            # also nms, conv3x3
+  python -m launch.benchmark --op=roi_align            # also nms, conv3x3, deform_conv2d
   python -m launch.benchmark --config=experiments/mask_rcnn_coco.py:bench --steps=5
   python -m launch.benchmark --config=experiments/yolact_coco.py:bench --steps=5
   python -m launch.benchmark --config=experiments/mask_rcnn_coco.py:bench --mode=predict
@@ -43,8 +43,8 @@ torchvision_reference.import_error()
 
 from launch import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-flags.DEFINE_string('op', None, 'Benchmark one op instead of a train step: roi_align, nms '
-                    'or conv3x3.')
+flags.DEFINE_string('op', None, 'Benchmark one op instead of a train step: roi_align, nms, '
+                    'conv3x3 or deform_conv2d.')
 flags.DEFINE_string('op_kwargs', None, 'JSON object of keyword arguments for the op case, '
                     'e.g. \'{"num_boxes": 1000}\' (see vision_jax/benchmarks/ops.py).')
 flags.DEFINE_enum('mode', None, ['train_step', 'predict'], 'What an experiment\'s benchmark '

@@ -1,6 +1,6 @@
 """Speed of single ops, side by side with torchvision's CPU kernels when torch is importable.
 
-  python -m launch.benchmark --op=roi_align
+  python -m launch.benchmark --op=roi_align            # also nms, conv3x3, deform_conv2d
   python -c "from vision_jax.benchmarks import ops; print(ops.run('roi_align'))"
   python -c "...; print(ops.run('roi_align', sampling_ratio=0))"   # detectron2's ROIAlignV2
 
@@ -28,6 +28,13 @@ kept lists are identical.
 `conv3x3` times a 3x3 256 -> 256 convolution at FPN P2 size, forward and backward, as a
 ratio to the matmul rate and against torch's conv2d (the XLA flag check of
 `vision_jax.xla_flags`).
+`deform_conv2d` times `vision_jax.ops.deform_conv2d` against `torchvision.ops.deform_conv2d`
+on an FPN P2-sized map (1 image, 128 -> 128 channels, 100x136, 3x3, padding 1, one offset
+group, offsets ~ N(0, 2^2) pixels; DCN v1 by default, `modulated=True` for v2 with a mask):
+forward, and forward+backward with the gradients of the input, offsets, kernel (and mask),
+identical inputs on both sides (no bias). It reports the sampled-columns size
+(`deform_conv2d_columns_MB`, [N, Ho, Wo, 9, C] float32), the forward's matmul FLOP rate as a
+ratio to this machine's, and ours minus torchvision's forward (`max_abs_diff`).
 All results are medians of `repeats` runs after a warm-up, measured in the same process;
 timings on a shared machine are noisy, so compare ratios from one quiet run. Each timed
 loop also reports its CPU use (`<name>_cpu_per_wall`: cores kept busy on average;
@@ -38,7 +45,9 @@ how many threads each side was given (`jax_threads`, `torch_threads`). To hold b
 
 torchvision's CPU RoIAlign kernel is single-threaded at any torch thread count (a plain
 loop over RoIs, forward and backward; pytorch/vision#4935), and so is the suppression loop
-of its CPU NMS kernel: at 'all' threads only our side can use more than one core.
+of its CPU NMS kernel: at 'all' threads only our side can use more than one core. Its CPU
+deform_conv2d samples (im2col, col2im and the offset / mask gradient) in single-threaded
+loops too; only its matmuls use torch's threads.
 """
 import os
 import time
@@ -86,6 +95,9 @@ def _proposals(rng, num_images, per_image, image_size):
 ROI_ALIGN_NOTE = ("torchvision's CPU RoIAlign kernel is single-threaded (forward and "
                   'backward loop over RoIs; pytorch/vision#4935): its time does not depend on '
                   "torch's thread count")
+DEFORM_CONV2D_NOTE = ("torchvision's CPU deform_conv2d samples in single-threaded loops (im2col "
+                      'forward; col2im and the offset / mask gradient backward); only its '
+                      "matmuls use torch's threads; both sides compute the same gradients")
 NMS_NOTE = ("torchvision's CPU NMS suppression loop is single-threaded; both sides compute "
             'the full kept list')
 
@@ -388,12 +400,111 @@ def _conv3x3(batch=2, size=128, channels=256, repeats=5, seed=0, use_torch=True)
   return results
 
 
-_OPS = {'roi_align': _roi_align, 'nms': _nms, 'conv3x3': _conv3x3}
+# The side-by-side table's pairs for ops the comparison module does not list itself
+# (`compare.measurements` reads them from the results).
+DEFORM_CONV2D_MEASUREMENTS = tuple(
+    {'name': f'deform_conv2d_{part}',
+     'sides': [('ours', f'deform_conv2d_{part}_s', 'jax'),
+               ('torchvision', f'torchvision_deform_conv2d_{part}_s', 'torch')]}
+    for part in ('fwd', 'fwd_bwd'))
+
+
+def _deform_conv2d(num_images=1, channels=128, size=(100, 136), kernel_size=3,
+                   offset_groups=1, modulated=False, offset_scale=2.0, repeats=5, seed=0,
+                   use_torch=True, matmul_probe_size=2048) -> dict:
+  """A 3x3 deformable convolution (stride 1, padding k // 2) at FPN P2 size, ours against
+  torchvision.ops.deform_conv2d on the same float32 inputs: forward, and forward+backward
+  (gradients of the input, offsets, kernel and, with `modulated`, the mask; no bias)."""
+  rng = np.random.default_rng(seed)
+  height, width = size
+  k, c, g = kernel_size, channels, offset_groups
+  pad = k // 2
+  x_np = rng.standard_normal((num_images, height, width, c), np.float32)
+  offset_np = (rng.standard_normal((num_images, height, width, 2 * g * k * k))
+               * offset_scale).astype(np.float32)
+  mask_np = (rng.uniform(size=(num_images, height, width, g * k * k)).astype(np.float32)
+             if modulated else None)
+  weight_np = (rng.standard_normal((k, k, c, c)) / np.sqrt(k * k * c)).astype(np.float32)
+  cotangent_np = rng.standard_normal((num_images, height, width, c), np.float32)
+  inputs = [jnp.asarray(a) for a in (x_np, offset_np, weight_np)]
+  if modulated:
+    inputs.append(jnp.asarray(mask_np))
+
+  def conv(x, offset, weight, mask=None):
+    return vops.deform_conv2d(x, offset, weight, mask=mask, padding=pad)
+
+  def both(cotangent, *args):
+    out, vjp = jax.vjp(conv, *args)
+    return out, vjp(cotangent)
+
+  forward = jax.jit(conv)
+  forward_backward = jax.jit(both)
+  cotangent = jnp.asarray(cotangent_np)
+  flops = 2.0 * num_images * height * width * k * k * c * c
+  results: dict[str, Any] = {
+      'case': (f'{num_images} image(s), {c} -> {c} ch, {height}x{width}, {k}x{k} padding '
+               f'{pad}, {g} offset group(s), {"v2 (mask)" if modulated else "v1"}, offsets '
+               f'~ N(0, {offset_scale:g}^2) px'),
+      'jax_backend': jax.default_backend(),
+      'jax_threads': threads.jax_threads(),
+      'note': DEFORM_CONV2D_NOTE,
+      'measurements': DEFORM_CONV2D_MEASUREMENTS,
+      'deform_conv2d_columns_MB': 4 * num_images * height * width * k * k * c / 1e6,
+  }
+  start = time.perf_counter()
+  forward_backward.lower(cotangent, *inputs).compile()
+  results['compile_deform_conv2d_fwd_bwd_s'] = time.perf_counter() - start
+  _timed(results, 'deform_conv2d_fwd_s', forward, *inputs, repeats=repeats)
+  _timed(results, 'deform_conv2d_fwd_bwd_s', forward_backward, cotangent, *inputs,
+         repeats=repeats)
+  results['deform_conv2d_fwd_ratio_to_matmul'] = (
+      flops / results['deform_conv2d_fwd_s']
+      / machine.matmul_flops_per_second(matmul_probe_size, repeats=repeats))
+
+  torch, torchvision = _torch() if use_torch else (None, None)
+  if torch is None:
+    results['torchvision'] = _skipped(use_torch)
+    return results
+  results.update(_torch_threads(torch))
+  nchw = lambda a: torch.tensor(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
+  x_t, offset_t = nchw(x_np), nchw(offset_np)
+  mask_t = nchw(mask_np) if modulated else None
+  weight_t = torch.tensor(np.ascontiguousarray(weight_np.transpose(3, 2, 0, 1)))
+  cotangent_t = nchw(cotangent_np)
+  leaves = [t.clone().requires_grad_() for t in (x_t, offset_t, weight_t)]
+  if modulated:
+    leaves.append(mask_t.clone().requires_grad_())
+
+  def tv_forward():
+    return torchvision.ops.deform_conv2d(x_t, offset_t, weight_t, None, padding=pad,
+                                         mask=mask_t)
+
+  def tv_forward_backward():
+    for t in leaves:
+      t.grad = None
+    out = torchvision.ops.deform_conv2d(leaves[0], leaves[1], leaves[2], None, padding=pad,
+                                        mask=leaves[3] if modulated else None)
+    out.backward(cotangent_t)
+    return [t.grad for t in leaves]
+
+  with torch.no_grad():
+    want = tv_forward().numpy().transpose(0, 2, 3, 1)
+    results['max_abs_diff'] = float(np.abs(np.asarray(forward(*inputs)) - want).max())
+    _timed_torch(results, 'torchvision_deform_conv2d_fwd_s', tv_forward, repeats=repeats)
+  _timed_torch(results, 'torchvision_deform_conv2d_fwd_bwd_s', tv_forward_backward,
+               repeats=repeats)
+  for name in ('deform_conv2d_fwd', 'deform_conv2d_fwd_bwd'):
+    results[f'speedup_{name}'] = results[f'torchvision_{name}_s'] / results[f'{name}_s']
+  return results
+
+
+_OPS = {'roi_align': _roi_align, 'nms': _nms, 'conv3x3': _conv3x3,
+        'deform_conv2d': _deform_conv2d}
 
 
 def run(op: str, **kwargs) -> dict:
-  """Benchmarks `op` ('roi_align', 'nms', 'conv3x3'); kwargs override the case (see the
-  functions)."""
+  """Benchmarks `op` ('roi_align', 'nms', 'conv3x3', 'deform_conv2d'); kwargs override the
+  case (see the functions)."""
   if op not in _OPS:
     raise ValueError(f'unknown op {op!r}; benchmarked ops: {sorted(_OPS)}')
   return _OPS[op](**kwargs)

@@ -27,6 +27,7 @@ from vision_jax.ops.boxes import xywh_to_xyxy
 from vision_jax.ops.boxes import xyxy_to_cxcywh
 from vision_jax.ops.boxes import xyxy_to_xywh
 from vision_jax.ops.boxes import yxyx_to_xyxy
+from vision_jax.ops.deform_conv import deform_conv2d
 from vision_jax.ops.gram import gram_matrix
 from vision_jax.ops.masks import assemble_masks
 from vision_jax.ops.masks import box_region
