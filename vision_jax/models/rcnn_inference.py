@@ -199,6 +199,16 @@ def predict(model: mask_rcnn.MaskRCNN, variables, images: jax.Array,
     probabilities in each box's frame, for pasting at another resolution; 0 on invalid
     detections), and with the keypoint head 'keypoints' [B, D, K, 3] (x, y, logit).
   """
+  return predict_with_internals(model, variables, images, image_sizes,
+                                mask_threshold=mask_threshold)[0]
+
+
+def predict_with_internals(model: mask_rcnn.MaskRCNN, variables, images: jax.Array,
+                           image_sizes: jax.Array | None = None, *,
+                           mask_threshold: float = 0.5):
+  """`predict`, also returning what heads built on top of it read: (`predict`'s dict,
+  the FPN pyramid, the detected classes' mask logits [B, D, S, S] or None without the
+  mask head)."""
   config = model.config
   if image_sizes is None:
     image_sizes = full_image_sizes(images)
@@ -210,6 +220,7 @@ def predict(model: mask_rcnn.MaskRCNN, variables, images: jax.Array,
   class_logits, box_deltas = model.apply(variables, pyramid, proposals,
                                          method=mask_rcnn.MaskRCNN.box_head)
   out = detect(config, proposals, proposal_valid, class_logits, box_deltas, image_sizes)
+  chosen = None
   if config.mask_head:
     mask_logits = model.apply(variables, pyramid, out['boxes'],
                               method=mask_rcnn.MaskRCNN.mask_head)
@@ -223,4 +234,4 @@ def predict(model: mask_rcnn.MaskRCNN, variables, images: jax.Array,
     heatmaps = model.apply(variables, pyramid, out['boxes'],
                            method=mask_rcnn.MaskRCNN.keypoint_head)
     out['keypoints'] = decode_keypoints(heatmaps, out['boxes'])
-  return out
+  return out, pyramid, chosen

@@ -31,16 +31,28 @@ class MaskRCNNTask(detection_base.DetectionTask):
   def __init__(self, config):
     super().__init__(config)
     try:
-      self.model_config = mask_rcnn.from_config_dict(
-          config.model, self.source.num_classes, self.source.num_keypoints)
+      self.model_config, self.model = self.build_model(config.model)
     except (TypeError, ValueError) as e:
       raise config_lib.ConfigError(f'config.model: {e}') from e
     if self.model_config.keypoint_head and not self.source.num_keypoints:
       raise config_lib.ConfigError(f'model.keypoint_head is set but {config.data.dataset} '
                                    'has no keypoints')
-    self.model = mask_rcnn.MaskRCNN(self.model_config)
     self.anchors = mask_rcnn.anchors(self.model_config, self.image_size)
-    self.loss_weights = detection_base.loss_weights(config, {name: 1.0 for name in LOSS_NAMES})
+    self.loss_weights = detection_base.loss_weights(config, self.default_loss_weights(),
+                                                    self.other_loss_keys())
+
+  def build_model(self, model_config):
+    """(the model's config, the flax module) from `config.model`."""
+    cfg = mask_rcnn.from_config_dict(model_config, self.source.num_classes,
+                                     self.source.num_keypoints)
+    return cfg, mask_rcnn.MaskRCNN(cfg)
+
+  def default_loss_weights(self) -> dict[str, float]:
+    return {name: 1.0 for name in LOSS_NAMES}
+
+  def other_loss_keys(self) -> tuple[str, ...]:
+    """`config.loss` keys that are not `<term>_weight`."""
+    return ()
 
   def initial_variables(self, rng):
     variables = super().initial_variables(rng)
@@ -58,6 +70,12 @@ class MaskRCNNTask(detection_base.DetectionTask):
 
   def losses(self, params, model_state, batch, rng):
     """All Mask R-CNN losses of one batch -> (weighted total, (metrics, state updates))."""
+    loss, metrics, updates, _ = self.rcnn_losses(params, model_state, batch, rng)
+    return loss, (metrics, updates)
+
+  def rcnn_losses(self, params, model_state, batch, rng):
+    """(weighted total, metrics, batch-norm updates, the FPN pyramid) of one batch: the
+    pyramid is there for heads built on top (UPSNet's)."""
     cfg = self.model_config
     model = self.model
     variables = {'params': params, **model_state}
@@ -100,7 +118,7 @@ class MaskRCNNTask(detection_base.DetectionTask):
     metrics = {'loss': loss, **{f'{name}_loss': value for name, value in terms.items()},
                'positive_rois': jnp.sum(sample.positive) / sample.positive.shape[0],
                'proposals': jnp.sum(proposal_valid) / proposal_valid.shape[0]}
-    return loss, (metrics, updates)
+    return loss, metrics, updates, pyramid
 
   def _positive_roi_losses(self, head_inputs, data, *, slots):
     """Mask / keypoint losses on the first `slots` RoIs of each image (positives lead).

@@ -90,6 +90,42 @@ def draw_masks(image: np.ndarray, masks: np.ndarray, classes: np.ndarray,
   return out
 
 
+def draw_panoptic(image: np.ndarray, panoptic: np.ndarray, segment_classes: np.ndarray,
+                  segment_valid: np.ndarray, *, num_stuff: int, num_things: int,
+                  alpha: float = 0.6, stuff_alpha: float = 0.35) -> np.ndarray:
+  """Tints every panoptic segment: a colour per instance segment (its slot), stuff
+  segments in their class colour, muted (greyed and more transparent); void is left.
+
+  Args:
+    image: [H, W, 3] float in [0, 1] or uint8.
+    panoptic: [H, W] int segment index (stuff first: 0..num_stuff-1, then instance
+      slots), -1 void.
+    segment_classes: [N] semantic class of each segment (things 0..num_things-1).
+    segment_valid: [N] bool.
+    num_stuff, num_things: S and K.
+    alpha, stuff_alpha: tint opacities of instances and of stuff.
+
+  Returns:
+    [H, W, 3] float32 in [0, 1].
+  """
+  out = to_float(image).copy()
+  panoptic = np.asarray(panoptic)
+  if panoptic.shape != out.shape[:2]:
+    raise ValueError(f'panoptic map {panoptic.shape} does not match image {out.shape}')
+  for index in np.flatnonzero(np.asarray(segment_valid)):
+    region = panoptic == index
+    if index < num_stuff:
+      colour = np.asarray(class_colour(int(segment_classes[index])), np.float32) / 255.0
+      colour = 0.5 * colour + 0.5 * colour.mean()  # muted
+      a = stuff_alpha
+    else:
+      colour = np.asarray(class_colour(num_things + num_stuff + int(index)),
+                          np.float32) / 255.0
+      a = alpha
+    out[region] = (1.0 - a) * out[region] + a * colour
+  return out
+
+
 def draw_boxes(image: np.ndarray, boxes: np.ndarray, classes: np.ndarray,
                scores: np.ndarray | None = None, *, class_names=None,
                valid: np.ndarray | None = None, upscale: int = 1) -> np.ndarray:
