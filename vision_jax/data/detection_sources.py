@@ -47,6 +47,8 @@ class DetectionSource:
       dict` of the split's ground truth at original resolution, every annotation kept
       (evaluation then reproduces COCO's own numbers); None: evaluators build the
       ground truth from the evaluation batches.
+    semantic_category_ids: the panoptic category id of each semantic class (COCO
+      panoptic's official ids for coco/2017_panoptic); None: class + 1.
   """
   builder: tfds.core.DatasetBuilder
   class_names: tuple[str, ...]
@@ -59,6 +61,7 @@ class DetectionSource:
   decoders: dict
   canonical: Callable[[dict, bool, bool], dict]
   original_ground_truth: Callable[[str], dict] | None = None
+  semantic_category_ids: tuple[int, ...] | None = None
 
   @property
   def num_classes(self) -> int:

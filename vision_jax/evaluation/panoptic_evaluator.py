@@ -14,7 +14,8 @@ letterboxed input; only that region is scored).
 Predictions: 'panoptic' [B, H, W] int32 segment index or -1 (void), 'segment_valid'
 [B, N] and 'segment_classes' [B, N] (semantic channels), as `vision_jax.models.upsnet.predict`.
 
-Category ids are semantic channel + 1 (COCO ids start at 1); ground truth segments are
+Category ids are the dataset's (`category_ids`; default semantic channel + 1, COCO ids
+start at 1); ground truth segments are
 the stuff classes present (one segment each) and the valid instances (crowd ones with
 iscrowd = 1); pixels of no segment are void.
 """
@@ -32,46 +33,54 @@ PREDICTIONS = 'panoptic_predictions'
 GROUND_TRUTH = 'panoptic_ground_truth'
 
 
-def categories(semantic_names: Sequence[str], num_things: int) -> list[dict]:
-  """COCO panoptic categories: id = channel + 1, things first."""
-  return [{'id': i + 1, 'name': name, 'isthing': int(i < num_things), 'supercategory': ''}
-          for i, name in enumerate(semantic_names)]
+def categories(semantic_names: Sequence[str], num_things: int,
+               category_ids: Sequence[int] | None = None) -> list[dict]:
+  """COCO panoptic categories, things first: id = category_ids[channel] (default
+  channel + 1)."""
+  ids = list(category_ids) if category_ids is not None else range(1, len(semantic_names) + 1)
+  return [{'id': int(i), 'name': name, 'isthing': int(c < num_things), 'supercategory': ''}
+          for c, (i, name) in enumerate(zip(ids, semantic_names))]
 
 
 def ground_truth_segments(semantic: np.ndarray, masks: np.ndarray, valid: np.ndarray,
                           classes: np.ndarray, crowd: np.ndarray, num_things: int,
-                          num_semantic: int) -> tuple[np.ndarray, list[dict]]:
+                          category_ids: Sequence[int]) -> tuple[np.ndarray, list[dict]]:
   """One image's ground truth -> (segment id map [H, W] int32, segments_info).
 
   Stuff class s (channel K + s) is segment K + s + 1 where present; instance j is
   segment num_semantic + j + 1 (its mask pixels). Other pixels are void (0).
+  category_ids: the panoptic category id of each semantic channel.
   """
+  num_semantic = len(category_ids)
   seg = np.zeros(semantic.shape, np.int32)
   segments = []
   for channel in range(num_things, num_semantic):
     region = semantic == channel
     if region.any():
       seg[region] = channel + 1
-      segments.append({'id': channel + 1, 'category_id': channel + 1, 'iscrowd': 0})
+      segments.append({'id': channel + 1, 'category_id': int(category_ids[channel]),
+                       'iscrowd': 0})
   for j in np.flatnonzero(valid):
     region = masks[j] > 0
     if not region.any():
       continue
     segment_id = num_semantic + j + 1
     seg[region] = segment_id
-    segments.append({'id': int(segment_id), 'category_id': int(classes[j]) + 1,
+    segments.append({'id': int(segment_id), 'category_id': int(category_ids[classes[j]]),
                      'iscrowd': int(crowd[j])})
   present = set(np.unique(seg).tolist())
   return seg, [s for s in segments if s['id'] in present]
 
 
 def predicted_segments(panoptic_map: np.ndarray, segment_valid: np.ndarray,
-                       segment_classes: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+                       segment_classes: np.ndarray, category_ids: Sequence[int]
+                       ) -> tuple[np.ndarray, list[dict]]:
   """One image's prediction -> (segment id map [H, W] int32: index + 1, 0 void,
-  segments_info of the segments with pixels)."""
+  segments_info of the segments with pixels, categories by `category_ids[channel]`)."""
   seg = np.where(panoptic_map >= 0, panoptic_map + 1, 0).astype(np.int32)
   present = set(np.unique(seg).tolist())
-  segments = [{'id': int(i) + 1, 'category_id': int(segment_classes[i]) + 1, 'iscrowd': 0}
+  segments = [{'id': int(i) + 1, 'category_id': int(category_ids[segment_classes[i]]),
+               'iscrowd': 0}
               for i in np.flatnonzero(segment_valid) if int(i) + 1 in present]
   listed = {s['id'] for s in segments}
   stray = present - listed - {panoptic.VOID}
@@ -83,11 +92,14 @@ def predicted_segments(panoptic_map: np.ndarray, segment_valid: np.ndarray,
 class PanopticEvaluator(evaluator.Evaluator):
   """A `CocoEvaluator` for the instance branch plus `panoptic.PanopticStats`."""
 
-  def __init__(self, coco_evaluator, semantic_names: Sequence[str], *, num_things: int):
+  def __init__(self, coco_evaluator, semantic_names: Sequence[str], *, num_things: int,
+               category_ids: Sequence[int] | None = None):
+    """category_ids: the panoptic category id of each semantic class (None: class + 1)."""
     self.coco = coco_evaluator
     self.num_things = num_things
     self.num_semantic = len(semantic_names)
-    self.categories = categories(semantic_names, num_things)
+    self.categories = categories(semantic_names, num_things, category_ids)
+    self.category_ids = [c['id'] for c in self.categories]
     self.prediction_keys = tuple(coco_evaluator.prediction_keys) + (
         'panoptic', 'segment_valid', 'segment_classes')
     self.batch_keys = tuple(dict.fromkeys(tuple(coco_evaluator.batch_keys) + (
@@ -125,10 +137,10 @@ class PanopticEvaluator(evaluator.Evaluator):
                           (h, w))
       gt_map, gt_segments = ground_truth_segments(
           semantic[b, :h, :w], batch['masks'][b, :, :h, :w], batch['valid'][b],
-          batch['classes'][b], batch['is_crowd'][b], self.num_things, self.num_semantic)
+          batch['classes'][b], batch['is_crowd'][b], self.num_things, self.category_ids)
       pred_map, pred_segments = predicted_segments(
           predictions['panoptic'][b, :h, :w], predictions['segment_valid'][b],
-          predictions['segment_classes'][b])
+          predictions['segment_classes'][b], self.category_ids)
       self.stats.update(gt_map, gt_segments, pred_map, pred_segments, image=image_id)
       self._writers[GROUND_TRUTH].add(image_id, gt_map, gt_segments)
       self._writers[PREDICTIONS].add(image_id, pred_map, pred_segments)

@@ -112,7 +112,8 @@ class UPSNetTask(mask_rcnn_task.MaskRCNNTask):
   def make_evaluator(self):
     return panoptic_evaluator.PanopticEvaluator(
         super().make_evaluator(), self.source.semantic_names,
-        num_things=self.source.num_classes)
+        num_things=self.source.num_classes,
+        category_ids=self.source.semantic_category_ids)
 
   def draw_one(self, image, predictions):
     """The panoptic map (a colour per segment, stuff muted) under the boxes and names of
