@@ -244,3 +244,10 @@ def test_evaluation_batches_through_the_coco_evaluator(data_dir, tmp_path):
   np.testing.assert_allclose(first[0]['bbox'], [x1, y1, x2 - x1, y2 - y1], atol=1e-3)
   assert first[0]['area'] == drawn['areas'][0]
   evaluator.write(str(tmp_path))
+
+
+def test_semantic_ids_beyond_the_class_count_are_a_clear_error(data_dir, monkeypatch):
+  # The maps hold 0..4 (circle .. ground); a source listing 3 semantic classes is wrong.
+  monkeypatch.setattr(synthetic_shapes, 'SEMANTIC_NAMES', synthetic_shapes.THING_NAMES)
+  with pytest.raises(Exception, match='semantic map holds class ids outside -1..2'):
+    next(_train(data_dir, with_masks=True, with_semantic=True))

@@ -76,6 +76,9 @@ def build_detection_dataset(
 
   def process(example, rng):
     canonical = source.canonical(example, with_masks, with_semantic)
+    if with_semantic:
+      canonical['semantic'] = _checked_semantic(canonical['semantic'],
+                                                len(source.semantic_names), dataset)
     return detection_transforms.preprocess(
         canonical, image_size=image_size, max_instances=max_instances, training=training,
         rng=rng, hflip_prob=hflip_prob, scale_range=tuple(scale_range),
@@ -87,6 +90,17 @@ def build_detection_dataset(
       process=process, padding=_padding_example, training=training, batch_size=batch_size,
       seed=seed, start_batch=start_batch, process_index=process_index,
       process_count=process_count, in_memory=in_memory, shuffle_buffer=shuffle_buffer)
+
+
+def _checked_semantic(semantic: tf.Tensor, num_classes: int, dataset: str) -> tf.Tensor:
+  """The semantic map, after asserting its ids are -1 (unlabelled) or < num_classes."""
+  bad = (semantic < -1) | (semantic >= num_classes)
+  check = tf.debugging.Assert(~tf.reduce_any(bad), [
+      f'{dataset}: a semantic map holds class ids outside -1..{num_classes - 1} (the '
+      f'dataset has {num_classes} semantic classes); ids found:',
+      tf.unique(tf.boolean_mask(semantic, bad))[0]], summarize=16)
+  with tf.control_dependencies([check]):
+    return tf.identity(semantic)
 
 
 def make_detection_dataset(dataset: str, split: str, **kwargs) -> Iterator[dict]:
