@@ -76,5 +76,6 @@ _hide_accelerators_from_tf()
 # Importing the builder modules registers them with TFDS.
 from vision_jax.data import coco_format  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position
 from vision_jax.data import digits  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position
+from vision_jax.data import synthetic_faces  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position
 from vision_jax.data import synthetic_shapes  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position
 from vision_jax.data import synthetic_shapes_video  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position

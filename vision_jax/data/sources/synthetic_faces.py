@@ -1,0 +1,43 @@
+"""`synthetic_faces` (vision_jax's procedural builder) for the detection contract.
+
+Faces are one class ('face', category id 1); the keypoints are the 5 landmarks
+`synthetic_faces.LANDMARK5_NAMES` (x, y relative, visibility 2 visible / 1 occluded /
+0 unlabelled). The contract has no per-instance "labelled" flag: a face whose landmarks
+are not labelled has all 5 visibilities 0 (a labelled face always has every point at
+visibility >= 1 until a training crop cuts points away), so `any(visibility > 0)` tells
+the two apart. The 68-point meshes are not part of this contract.
+"""
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from vision_jax.data import detection_sources
+from vision_jax.data import synthetic_faces
+
+
+def detection_source(builder) -> detection_sources.DetectionSource:
+  features = builder.info.features
+
+  def canonical(example, with_masks, with_semantic):
+    if with_masks or with_semantic:
+      raise ValueError('synthetic_faces holds face boxes and landmarks only: no instance '
+                       'masks or semantic maps (use with_masks=False, with_semantic=False)')
+    faces = example['faces']
+    return {
+        'image': tf.io.decode_png(example['image'], channels=3),
+        **detection_sources.object_fields(faces),
+        'keypoints': tf.cast(faces['landmarks5'], tf.float32),
+        'image_id': tf.cast(example['image/id'], tf.int64),
+    }
+
+  return detection_sources.DetectionSource(
+      builder=builder,
+      class_names=tuple(features['faces']['label'].names),
+      category_ids=tuple(range(1, features['faces']['label'].num_classes + 1)),
+      keypoint_names=synthetic_faces.LANDMARK5_NAMES,
+      keypoint_flip_perm=synthetic_faces.LANDMARK5_FLIP_PERM,
+      keypoint_skeleton=synthetic_faces.LANDMARK5_SKELETON,
+      semantic_names=None,
+      has_masks=False,
+      decoders={'image': tfds.decode.SkipDecoding()},
+      canonical=canonical,
+  )
