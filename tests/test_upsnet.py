@@ -34,8 +34,6 @@ def _numpy_panoptic_logits(semantic, boxes, classes, masks_pasted, valid, k, str
   n = boxes.shape[1]
   out = []
   for i in range(b):
-    ys = (np.arange(h) + 0.5) * stride
-    xs = (np.arange(w) + 0.5) * stride
     seg_terms, inst = [], []
     for j in range(n):
       x1, y1, x2, y2 = boxes[i, j]
@@ -46,7 +44,6 @@ def _numpy_panoptic_logits(semantic, boxes, classes, masks_pasted, valid, k, str
       seg = np.where(inside, semantic[i, :, :, classes[i, j]], 0.0)
       seg_terms.append(seg if valid[i, j] else np.full((h, w), -np.inf))
       inst.append(seg + masks_pasted[i, j] if valid[i, j] else np.full((h, w), -1e4))
-    del ys, xs
     best = np.max(np.stack(seg_terms), axis=0)
     best = np.where(np.isfinite(best), best, 0.0)
     unknown = semantic[i, :, :, :k].max(-1) - best
