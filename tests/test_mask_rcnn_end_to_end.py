@@ -13,9 +13,12 @@ def _launch(module, config, *args, data_dir):
 
 
 # AP50 on the tiny validation split after the tiny config's 150 steps (seed 0, 2-core
-# CPU): box 0.15 and mask 0.15 measured (Keypoint R-CNN: box 0.09); an untrained model
-# scores 0.00.
+# CPU): box 0.15 and mask 0.15 measured; an untrained model scores 0.00.
 MIN_TRAINED_AP50 = 0.04
+# Keypoint R-CNN's box AP50 after 150 steps swung from 0.09 to 0.026 on a rounding-level
+# change (an equivalent bilinear upsample), so its test trains for 300 steps: box/AP50
+# 0.15, keypoints/AP50 0.057 measured.
+KEYPOINT_STEPS = 300
 
 
 def test_mask_rcnn_trains_evaluates_and_predicts(tmp_path):
@@ -43,13 +46,16 @@ def test_mask_rcnn_trains_evaluates_and_predicts(tmp_path):
 def test_keypoint_rcnn_trains_and_evaluates_keypoints(tmp_path):
   workdir = tmp_path / 'work'
   code, log = _launch('train', 'keypoint_rcnn_shapes.py', f'--workdir={workdir}',
-                      '--config.train.checkpoint_every=150', data_dir=tmp_path / 'tfds')
+                      f'--config.train.steps={KEYPOINT_STEPS}',
+                      f'--config.train.checkpoint_every={KEYPOINT_STEPS}',
+                      data_dir=tmp_path / 'tfds')
   assert code == 0, log[-3000:]
   results = json.loads((workdir / 'eval_results.json').read_text())
   assert 'mask/AP' not in results and 0.0 <= results['keypoints/AP50'] <= 1.0
-  # Learning happened (150 tiny steps are too few for the 56 x 56 keypoint heatmaps to
-  # score: keypoints/AP50 0.006 measured; the full config reaches keypoints/AP 0.67).
+  # Learning happened (the keypoints barely start to score in this budget; the full
+  # config reaches keypoints/AP 0.67).
   assert results['box/AP50'] >= MIN_TRAINED_AP50, results
+  assert results['keypoints/AP50'] > 0.0, results
   detections = json.loads((workdir / 'coco_detections.json').read_text())
   assert any(len(d.get('keypoints', ())) == 4 * 3 for d in detections)
 
