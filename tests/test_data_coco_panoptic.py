@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tests import catalog_metadata
 from vision_jax.data import detection_pipeline
 from vision_jax.data.sources import coco as coco_source
 from vision_jax.tasks import upsnet as upsnet_task
@@ -106,17 +107,12 @@ def _as_dataset_fn(names=NAMES, png_extra_id=0, label_offset=0):
 def _metadata_dir(root: str, names) -> str:
   """A data_dir holding coco/2017_panoptic's metadata only (as after `tfds build`,
   minus the records), with label names `names`."""
-  builder = tfds.builder(NAME, data_dir=root)
-  builder.info.features['panoptic_objects']['label'].names = list(names)
-  splits = [tfds.core.SplitInfo(
-      name=name, shard_lengths=[NUM_EXAMPLES], num_bytes=1000,
-      filename_template=tfds.core.ShardedFileTemplate(
-          data_dir=builder.data_dir, dataset_name='coco', split=name,
-          filetype_suffix='tfrecord')) for name in ('train', 'validation')]
-  builder.info.set_splits(tfds.core.SplitDict(splits))
-  os.makedirs(builder.data_dir, exist_ok=True)
-  builder.info.write_to_directory(builder.data_dir)
-  return root
+
+  def set_names(info):
+    info.features['panoptic_objects']['label'].names = list(names)
+
+  return catalog_metadata.write_metadata(root, NAME, num_examples=NUM_EXAMPLES,
+                                         edit=set_names)
 
 
 @pytest.fixture(scope='module')

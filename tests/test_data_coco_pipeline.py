@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tests import catalog_metadata
 from vision_jax.data import datasets
 from vision_jax.data import detection_pipeline
 from vision_jax.data.sources import coco as coco_source
@@ -45,18 +46,11 @@ def _fake_as_dataset(self, split, decoders=None, read_config=None, shuffle_files
 @pytest.fixture(scope='module')
 def coco_metadata_dir(tmp_path_factory):
   """A data_dir holding coco/2017's metadata only (as after `tfds build`, minus records)."""
-  root = str(tmp_path_factory.mktemp('coco_meta'))
-  builder = tfds.builder('coco/2017', data_dir=root)
-  builder.info.features['objects']['label'].names = list(coco_source.COCO_CLASS_NAMES)
-  splits = [tfds.core.SplitInfo(
-      name=name, shard_lengths=[NUM_EXAMPLES], num_bytes=1000,
-      filename_template=tfds.core.ShardedFileTemplate(
-          data_dir=builder.data_dir, dataset_name='coco', split=name,
-          filetype_suffix='tfrecord')) for name in ('train', 'validation')]
-  builder.info.set_splits(tfds.core.SplitDict(splits))
-  os.makedirs(builder.data_dir, exist_ok=True)
-  builder.info.write_to_directory(builder.data_dir)
-  return root
+  def names(info):
+    info.features['objects']['label'].names = list(coco_source.COCO_CLASS_NAMES)
+
+  return catalog_metadata.write_metadata(str(tmp_path_factory.mktemp('coco_meta')),
+                                         'coco/2017', num_examples=NUM_EXAMPLES, edit=names)
 
 
 @pytest.fixture

@@ -323,7 +323,7 @@ def run(config, *, config_spec: str, steps: int = 5) -> dict:
     task = tasks_base.create_task(side_config)
     if batches is None:  # ours: every side runs on these
       batches, results['distinct_batches'] = _batches(task, steps + 1)
-      results['num_classes'] = task.source.num_classes
+      results['num_classes'] = getattr(task.source, 'num_classes', None)
     measured = time_side(task, side_config, batches, experiment=os.path.basename(spec),
                          batch_size=batch_size)
     labels = []
@@ -371,10 +371,11 @@ def run(config, *, config_spec: str, steps: int = 5) -> dict:
   if 'torchvision_s' in results:
     notes.append(TORCHVISION_NOTE)
   results['note'] = '. '.join(notes)
+  classes = f" ({results['num_classes']} classes)" if results['num_classes'] else ''
   results['case'] = (f"{' vs '.join(sides)}{' vs torchvision' if reference else ''}: "
                      f"predict on {batch_size} x {results['image_size'][0]}x"
-                     f"{results['image_size'][1]} uint8 images of {config.data.dataset} "
-                     f"({results['num_classes']} classes), random weights")
+                     f"{results['image_size'][1]} uint8 images of {config.data.dataset}"
+                     f"{classes}, random weights")
   return results
 
 

@@ -107,7 +107,7 @@ def load_split(name: str, split: str, data_dir: str | None = None, *,
 def _prepare_procedural(builder: tfds.core.DatasetBuilder,
                         name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   """Draws the dataset into data_dir; tolerates another process preparing it meanwhile."""
-  label = _full_name(builder)
+  label = full_name(builder)
   print(f'Preparing {label} (procedural, nothing downloaded) in {builder.data_dir} ...',
         flush=True)
   start = time.time()
@@ -148,7 +148,8 @@ def _make_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   return tfds.builder(name, data_dir=data_dir)
 
 
-def _full_name(builder: tfds.core.DatasetBuilder) -> str:
+def full_name(builder: tfds.core.DatasetBuilder) -> str:
+  """'name/config' (or 'name' for builders without configs), for messages."""
   config = builder.builder_config
   return f'{builder.name}/{config.name}' if config else builder.name
 
@@ -165,7 +166,7 @@ def _unknown_name_message(name: str) -> str:
 
 def _not_prepared_message(name: str, builder: tfds.core.DatasetBuilder) -> str:
   root = os.fspath(builder.data_dir_root)
-  key = _full_name(builder)
+  key = full_name(builder)
   manual_dir = os.path.join(root, 'downloads', 'manual')
   files = _MANUAL_FILES.get(key)
   if files:

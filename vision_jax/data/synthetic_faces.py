@@ -127,6 +127,15 @@ MESH68_FLIP_PERM = (
     + (45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40)  # eyes
     + (54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55)  # outer lips
     + (64, 63, 62, 61, 60, 67, 66, 65))            # inner lips
+MESH68_NAMES = tuple(f'{group}{i - start}' for group, (start, stop) in MESH68_GROUPS.items()
+                     for i in range(start, stop))
+# Lines drawn between mesh points: each contour in order, the eyes and lips closed.
+MESH68_SKELETON = tuple(
+    (a, b) for start, stop, closed in ((0, 17, False), (17, 22, False), (22, 27, False),
+                                       (27, 31, False), (31, 36, False), (36, 42, True),
+                                       (42, 48, True), (48, 60, True), (60, 68, True))
+    for a, b in zip(range(start, stop), list(range(start + 1, stop))
+                    + ([start] if closed else [])))
 # A face is skipped when it covers more than this fraction of an earlier face's box (or
 # an earlier face covers this much of its box); head regions count against boxes.
 MAX_OVERLAP = 0.3

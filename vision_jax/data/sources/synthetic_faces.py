@@ -6,11 +6,15 @@ Faces are one class ('face', category id 1); the keypoints are the 5 landmarks
 are not labelled has all 5 visibilities 0 (a labelled face always has every point at
 visibility >= 1 until a training crop cuts points away), so `any(visibility > 0)` tells
 the two apart. The 68-point meshes are not part of this contract.
+
+The landmark contract (`landmark_source`, configs `crops` / `crops_tiny`) reads the one
+face of each image with both point sets, 'landmarks5' and 'mesh68'.
 """
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from vision_jax.data import detection_sources
+from vision_jax.data import landmark_pipeline
 from vision_jax.data import synthetic_faces
 
 
@@ -41,3 +45,41 @@ def detection_source(builder) -> detection_sources.DetectionSource:
       decoders={'image': tfds.decode.SkipDecoding()},
       canonical=canonical,
   )
+
+
+def landmark_source(builder):
+  """The landmark contract for the `crops` / `crops_tiny` configs (one face each):
+  point sets 'landmarks5' and 'mesh68', the crop centred on the face box."""
+  config = builder.builder_config
+  if not config.crops:
+    raise ValueError(
+        f'synthetic_faces/{config.name} has several faces per image: landmark '
+        'localization reads one face per example, from synthetic_faces/crops (or '
+        'crops_tiny)')
+  size = float(config.image_size)
+
+  def canonical(example):
+    faces = example['faces']
+    box = tf.cast(faces['bbox'][0], tf.float32) * size  # (ymin, xmin, ymax, xmax)
+
+    def pixels(points):
+      points = tf.cast(points[0], tf.float32)
+      return tf.concat([points[:, :2] * size, points[:, 2:]], axis=1)
+
+    return {'image': tf.io.decode_png(example['image'], channels=3),
+            'points': {'landmarks5': pixels(faces['landmarks5']),
+                       'mesh68': pixels(faces['mesh68'])},
+            'box': tf.stack([box[1], box[0], box[3], box[2]])}
+
+  return landmark_pipeline.LandmarkSource(
+      builder=builder,
+      point_sets={
+          'landmarks5': landmark_pipeline.PointSet(
+              synthetic_faces.LANDMARK5_NAMES, synthetic_faces.LANDMARK5_FLIP_PERM,
+              ocular_indices=(0, 1), skeleton=synthetic_faces.LANDMARK5_SKELETON),
+          'mesh68': landmark_pipeline.PointSet(
+              synthetic_faces.MESH68_NAMES, synthetic_faces.MESH68_FLIP_PERM,
+              ocular_indices=(36, 45), skeleton=synthetic_faces.MESH68_SKELETON),
+      },
+      decoders={'image': tfds.decode.SkipDecoding()},
+      canonical=canonical)

@@ -1,0 +1,106 @@
+r"""Stacked Hourglass (2 stacks, CPU-sized) on the embedded synthetic_faces crops: the 68
+iBUG points of one face per 96 x 96 crop, against coordinate regression.
+
+  python -m launch.train --config=experiments/hourglass_faces.py \
+      --workdir=workdirs/hourglass_faces
+
+Writes eval_results.json with landmarks/NME (inter-ocular: outer eye corners 36, 45),
+landmarks/PCK@0.1, landmarks/failure_rate and landmarks/AUC@0.1 on the validation crops.
+
+Variants after the colon, comma-separated:
+  (none)      heatmaps: Gaussian targets (sigma 1 at 24 x 24), MSE at both stacks,
+              argmax + quarter-pixel decoding, flip averaging at test time.
+  regression  the baseline row: a ResNet-18 trunk, global pooling and an FC layer
+              regressing the normalised coordinates with L1 (flip-averaged too).
+  integral    the third row: the same hourglass, soft-argmax over its maps, trained end
+              to end with L1 on coordinates (every stack).
+  tiny        a few steps on `synthetic_faces/crops_tiny` with small networks (tests),
+              e.g. `:regression,tiny`.
+The three rows use the same data, crops, augmentation, optimizer and steps.
+
+  python -m launch.benchmark --config=experiments/hourglass_faces.py            # vs regression
+  python -m launch.benchmark --config=experiments/hourglass_faces.py:integral   # vs regression
+"""
+import ml_collections
+
+KINDS = {'regression': 'regression', 'integral': 'integral'}
+TOKENS = ('regression', 'integral', 'tiny')
+
+
+def get_config(arg=None):
+  tokens = [t for t in (arg or '').split(',') if t and t != 'default']
+  unknown = [t for t in tokens if t not in TOKENS]
+  kinds = [KINDS[t] for t in tokens if t in KINDS]
+  if unknown or len(kinds) > 1:
+    raise ValueError(f'hourglass_faces variants are comma-separated tokens of {TOKENS} '
+                     f'(at most one of regression / integral), not {arg!r}')
+  kind = kinds[0] if kinds else 'heatmap'
+  tiny = 'tiny' in tokens
+
+  config = ml_collections.ConfigDict()
+  config.task = 'landmarks'
+  config.seed = 0
+  config.kernels = 'auto'  # 'cpu' | 'plain': vision_jax.ops.backend
+
+  config.data = ml_collections.ConfigDict()
+  config.data.dataset = 'synthetic_faces/crops_tiny' if tiny else 'synthetic_faces/crops'
+  config.data.data_dir = ml_collections.config_dict.placeholder(str)
+  config.data.train_split = 'train'
+  config.data.eval_split = 'validation'
+  config.data.points = 'mesh68'
+  config.data.image_size = (64, 64) if tiny else (96, 96)
+  # Crop side = crop_scale x the face box's longer side, centred on the box.
+  config.data.crop_scale = 1.25
+  config.data.scale_jitter = 0.15
+  config.data.shift_jitter = 0.05
+  config.data.max_rotation = 20.0
+  config.data.hflip_prob = 0.5
+
+  config.model = ml_collections.ConfigDict()
+  config.model.kind = kind
+  config.model.num_points = ml_collections.config_dict.placeholder(int)  # the data's
+  # The hourglass (heatmap, integral): 96 / 4 = 24 x 24 maps, 3 halvings to 3 x 3.
+  config.model.num_stacks = 2
+  config.model.features = 32 if tiny else 64
+  config.model.depth = 2 if tiny else 3
+  config.model.stem_widths = (16, 32) if tiny else (32, 64)
+  # The regression trunk.
+  config.model.backbone = 'resnet18'
+  config.model.width = 8 if tiny else 48
+  config.model.norm = 'batch'
+  config.model.dtype = 'float32'
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.sigma = 1.0
+  config.loss.heatmap_weight = 1.0
+  config.loss.coord_weight = 1.0
+
+  config.optimizers = ml_collections.ConfigDict()
+  config.optimizers.model = ml_collections.ConfigDict(dict(
+      name='adamw', learning_rate=2e-3, weight_decay=1e-4, decay_params='kernels',
+      warmup_steps=20 if tiny else 100, schedule='cosine', grad_clip_norm=10.0))
+
+  config.train = ml_collections.ConfigDict()
+  config.train.steps = 120 if tiny else 2000
+  config.train.batch_size = 8 if tiny else 32
+  config.train.log_every = 20 if tiny else 100
+  config.train.checkpoint_every = 120 if tiny else 500
+  config.train.keep_checkpoints = 3
+  config.train.eval_every = 0
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.batch_size = 8 if tiny else 100
+  config.eval.normalization = 'inter_ocular'
+  config.eval.flip_test = True
+  config.eval.num_pictures = 8
+  config.eval.draw_upscale = 4
+
+  # `python -m launch.benchmark --config=experiments/hourglass_faces.py`: this row's
+  # predict (flip test included) beside the regression row's, per image and in FLOPs.
+  config.benchmark = ml_collections.ConfigDict()
+  config.benchmark.mode = 'predict'
+  config.benchmark.batch_size = 8 if tiny else 32
+  if kind != 'regression':
+    config.benchmark.inference_against = 'hourglass_faces.py:regression' + (
+        ',tiny' if tiny else '')
+  return config
