@@ -215,3 +215,35 @@ def test_original_ground_truth_must_hold_the_evaluated_images():
                         'classes': np.zeros((1, 1), np.int32)})
   with pytest.raises(ValueError, match=r'image ids \[8\].*not in the original ground truth'):
     evaluator.evaluate()
+
+
+def test_summary_equals_pycocotools_and_reads_ap_at_the_configured_max_detections():
+  """coco_stats is pycocotools' summary at maxDets 100; with 20 it still has AP (where
+  pycocotools' own summary prints -1) and, when no image has more than 20 detections,
+  the same numbers."""
+  import contextlib
+  import copy
+  import io
+  from pycocotools import cocoeval
+  rng = np.random.default_rng(5)
+  evaluator = coco.CocoEvaluator(NAMES)
+  for batch in _batches(seed=3):
+    predictions = _perfect(batch)
+    predictions['boxes'] = predictions['boxes'] + rng.normal(0, 2, predictions['boxes'].shape)
+    predictions['scores'] = rng.uniform(0.1, 1.0, predictions['scores'].shape)
+    evaluator.add(batch, predictions)
+  truth, detections = evaluator.ground_truth(), evaluator.detections()
+  ours = coco.coco_stats(truth, detections, 'bbox', max_detections=100)
+  with contextlib.redirect_stdout(io.StringIO()):
+    gt = coco_api.COCO()
+    gt.dataset = copy.deepcopy(truth)
+    gt.createIndex()
+    reference = cocoeval.COCOeval(gt, gt.loadRes(copy.deepcopy(detections)), 'bbox')
+    reference.evaluate()
+    reference.accumulate()
+    reference.summarize()
+  np.testing.assert_allclose(ours, reference.stats, atol=1e-12)
+  assert max(sum(1 for d in detections if d['image_id'] == i)
+             for i in {d['image_id'] for d in detections}) <= 20
+  np.testing.assert_allclose(coco.coco_stats(truth, detections, 'bbox', max_detections=20),
+                             ours, atol=1e-12)

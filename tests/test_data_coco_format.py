@@ -20,6 +20,7 @@ import tensorflow as tf
 from vision_jax.data import coco_format
 from vision_jax.data import datasets
 from vision_jax.data import detection_pipeline
+from vision_jax.data import landmark_pipeline
 from vision_jax.evaluation import coco
 
 SIZE = (64, 64)
@@ -397,3 +398,28 @@ def test_evaluation_scores_the_original_annotations_beyond_max_instances(instanc
       assert len(written['annotations']) == 6 and len(written['images']) == 4
   assert scores['original'] == pytest.approx(1.0)
   assert scores['batches'] < 0.9
+
+
+def test_keypoints_as_landmark_crops(tmp_path, data_dir):
+  """The landmark contract: one person per image (the most labelled keypoints), its box
+  centring the crop; images without a labelled person give unlabelled points."""
+  root = str(tmp_path / 'coco')
+  _write_set(root, kind='person_keypoints', categories=[PERSON],
+             annotations=_person_keypoints())
+  batch = next(iter(landmark_pipeline.make_landmark_dataset(
+      'coco_format', SPLIT, points='keypoints', data_dir=data_dir, coco_root=root,
+      coco_annotations='person_keypoints', batch_size=4, training=False,
+      image_size=(32, 32), crop_scale=1.25)))
+  assert batch['landmarks'].shape == (4, 3, 3)
+  # Image 11, person 101: box (5, 5, 25 x 20) -> side 31.25 centred on (17.5, 15).
+  scale = 32 / 31.25
+  np.testing.assert_allclose(batch['landmarks'][0, 0],
+                             [(10 - 17.5) * scale + 16, (10 - 15) * scale + 16, 2], atol=1e-3)
+  np.testing.assert_allclose(batch['landmarks'][0, 1:, 2], [1, 0])
+  assert (batch['landmarks'][1, :, 2] == 0).all()  # image 12: only a crowd region
+  assert (batch['landmarks'][2, :, 2] == 2).all()  # image 17: person 105
+  assert (batch['landmarks'][3, :, 2] == 0).all()  # image 30: nobody
+  source = landmark_pipeline.get_landmark_source_from_config(
+      {'dataset': 'coco_format', 'coco_root': root, 'coco_annotations': 'person_keypoints',
+       'data_dir': data_dir})
+  assert source.point_set('keypoints').flip_permutation == (0, 2, 1)

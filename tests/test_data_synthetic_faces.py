@@ -231,17 +231,18 @@ def test_pose_map_round_trips_and_yaw_shifts_the_features(crops):
 def test_detection_contract(prepared):
   data_dir, _, records = prepared
   source = detection_pipeline.get_detection_source(NAME, data_dir)
-  assert source.class_names == ('face',) and source.keypoint_names == sf.LANDMARK5_NAMES
+  assert source.class_names == ('face',)
+  assert source.keypoint_names == sf.LANDMARK5_NAMES + sf.MESH68_NAMES
   batch = next(detection_pipeline.make_detection_dataset(
       NAME, 'validation', data_dir=data_dir, batch_size=8, image_size=(96, 96),
       max_instances=6, training=False))
-  assert batch['keypoints'].shape == (8, 6, 5, 3)
+  assert batch['keypoints'].shape == (8, 6, 5 + 68, 3)
   for b, ex in enumerate(records['validation']):
     n = len(ex['faces']['label'])
     assert batch['valid'][b].sum() == n
     np.testing.assert_allclose(batch['boxes'][b, :n],
                                ex['faces']['bbox'][:, [1, 0, 3, 2]] * 96, atol=1e-3)
-    expected = ex['faces']['landmarks5'].copy()
+    expected = np.concatenate([ex['faces']['landmarks5'], ex['faces']['mesh68']], axis=1)
     expected[..., :2] *= 96
     np.testing.assert_allclose(batch['keypoints'][b, :n], expected, atol=1e-3)
     assert np.all(batch['classes'][b, :n] == 0)

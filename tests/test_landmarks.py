@@ -90,12 +90,12 @@ def test_variants_are_checked():
 
 @pytest.fixture(scope='module')
 def mean_shape_nme(tmp_path_factory):
-  """NME on the tiny validation crops of the best constant guess: the mean training
-  shape (the level a model that ignores its input reaches)."""
+  """NME on the crops the tiny variant scores (its 16 training crops) of the best
+  constant guess, the mean shape: the level of a model that ignores its input."""
   data_dir = str(tmp_path_factory.mktemp('tfds'))
   config = _config('tiny', f'data.data_dir={data_dir}')
   task = tasks_base.create_task(config)
-  train = next(iter(task._data('train', False, 16)))
+  train = next(iter(task.split_data('train', False, 16)))
   mean = train['landmarks'][..., :2].mean(axis=0)
   evaluator = task.make_evaluator()
   for batch in task.eval_data(process_index=0, process_count=1):
@@ -105,13 +105,14 @@ def mean_shape_nme(tmp_path_factory):
 
 @pytest.mark.parametrize('variant', ['tiny', 'regression,tiny', 'integral,tiny'])
 def test_each_row_learns_end_to_end(tmp_path, mean_shape_nme, variant):
-  """Learning happened: the NME beats the mean shape's (untrained models are far worse)."""
+  """Learning happened: the NME beats the mean shape's (0.26; untrained models are far
+  worse; measured after 300 steps: heatmap 0.16, regression 0.13, integral 0.05)."""
   data_dir, baseline = mean_shape_nme
   workdir = tmp_path / 'work'
   code, log = launcher.launch('train', launcher.experiment(EXPERIMENT, variant),
                               f'--workdir={workdir}', data_dir=data_dir)
   assert code == 0, log[-3000:]
   results = json.loads((workdir / 'eval_results.json').read_text())
-  assert results['landmarks/num_faces'] == 8
+  assert results['landmarks/num_faces'] == 16
   assert results['landmarks/NME'] < baseline, (baseline, results)
   assert (workdir / 'predictions.png').exists()

@@ -38,6 +38,7 @@ from typing import Callable, Iterator, Sequence
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from vision_jax.data import coco_format
 from vision_jax.data import datasets
 from vision_jax.data import sources
 from vision_jax.data import streams
@@ -94,6 +95,22 @@ def get_landmark_source(dataset: str, data_dir: str | None = None, *,
   """The prepared dataset's landmark adapter."""
   return sources.find(datasets.get_builder(dataset, data_dir, download=download),
                       'landmark')
+
+
+COCO_FORMAT_KEYS = ('coco_root', 'coco_annotations', 'coco_images', 'coco_splits')
+
+
+def coco_format_options(data_config) -> dict:
+  """The local COCO-format keys an experiment's `config.data` sets."""
+  return {key: data_config[key] for key in COCO_FORMAT_KEYS
+          if data_config.get(key) is not None}
+
+
+def get_landmark_source_from_config(data_config) -> LandmarkSource:
+  """The adapter of `config.data.dataset` (local COCO-format folders resolved first)."""
+  dataset = coco_format.resolve(data_config['dataset'], None,
+                                **coco_format_options(data_config))
+  return get_landmark_source(dataset, data_config.get('data_dir'))
 
 
 def _points_box(points: tf.Tensor) -> tf.Tensor:
@@ -173,8 +190,13 @@ def build_landmark_dataset(
     scale_jitter: float = 0.0, shift_jitter: float = 0.0, max_rotation: float = 0.0,
     hflip_prob: float = 0.0, seed: int = 0, start_batch: int = 0, process_index: int = 0,
     process_count: int = 1, in_memory: bool | None = None, shuffle_buffer: int = 4096,
-    download: bool = False) -> tf.data.Dataset:
+    download: bool = False, coco_root: str | None = None,
+    coco_annotations: str | None = None, coco_images: str | None = None,
+    coco_splits: Sequence[str] | None = None) -> tf.data.Dataset:
   """The batched tf.data pipeline behind `make_landmark_dataset` (same arguments)."""
+  dataset = coco_format.resolve(dataset, split, coco_root=coco_root,
+                                coco_annotations=coco_annotations, coco_images=coco_images,
+                                coco_splits=coco_splits)
   source = get_landmark_source(dataset, data_dir, download=download)
   point_set = source.point_set(points)
   size = tuple(int(s) for s in image_size)
@@ -224,7 +246,9 @@ def make_landmark_dataset(dataset: str, split: str, **kwargs) -> Iterator[dict]:
     **kwargs: of `build_landmark_dataset`: points (the point set's name), data_dir,
       batch_size (GLOBAL), training, image_size, crop_scale, scale_jitter,
       shift_jitter, max_rotation, hflip_prob, seed, start_batch, process_index,
-      process_count, in_memory, shuffle_buffer, download.
+      process_count, in_memory, shuffle_buffer, download, and for local COCO-format
+      folders (dataset 'coco_format') coco_root, coco_annotations, coco_images,
+      coco_splits (`vision_jax.data.coco_format.resolve`).
   """
   return build_landmark_dataset(dataset, split, **kwargs).as_numpy_iterator()
 

@@ -347,30 +347,13 @@ class CocoEvaluator(evaluator.Evaluator):
   def evaluate(self) -> dict[str, float]:
     """Flat metrics: {'box/AP', 'box/AP50', ..., 'box/AR100', ...} per iou type."""
     truth = self.ground_truth()
-    with _quiet():
-      gt = coco_api.COCO()
-      gt.dataset = copy.deepcopy(truth)  # pycocotools rewrites segmentations in place.
-      gt.createIndex()
     results = {}
     for iou_type in self.iou_types:
       names = _KEYPOINT_STATS if iou_type == 'keypoints' else _BOX_STATS
       prefix = PREFIXES[iou_type]
-      detections = [d for d in self._detections if iou_type != 'keypoints' or 'keypoints' in d]
-      if not detections or not truth['images']:
-        stats = [0.0 if truth['annotations'] else -1.0] * len(names)
-      else:
-        with _quiet():
-          dt = gt.loadRes(_strip_for(iou_type, detections))
-          coco_eval = cocoeval.COCOeval(gt, dt, iou_type)
-          coco_eval.params.imgIds = sorted(image['id'] for image in truth['images'])
-          if iou_type == 'keypoints':
-            coco_eval.params.kpt_oks_sigmas = self.keypoint_sigmas
-          else:
-            coco_eval.params.maxDets = [1, 10, self.max_detections]
-          coco_eval.evaluate()
-          coco_eval.accumulate()
-          coco_eval.summarize()
-        stats = [float(x) for x in coco_eval.stats]
+      stats = coco_stats(truth, self._detections, iou_type,
+                         max_detections=self.max_detections,
+                         keypoint_sigmas=self.keypoint_sigmas)
       for name, value in zip(names, stats):
         if iou_type != 'keypoints' and name == 'AR100':
           name = f'AR{self.max_detections}'
@@ -397,3 +380,58 @@ def _strip_for(iou_type: str, detections: list[dict]) -> list[dict]:
           'keypoints': ('keypoints',)}[iou_type]
   common = ('image_id', 'category_id', 'score')
   return [{k: d[k] for k in common + keys if k in d} for d in detections]
+
+
+def coco_stats(truth: dict, detections: list[dict], iou_type: str = 'bbox', *,
+               max_detections: int = 100, keypoint_sigmas=None) -> list[float]:
+  """pycocotools' summary numbers of `detections` against `truth` (COCO json dicts).
+
+  Boxes and masks: the 12 numbers of `_BOX_STATS` (AP, AP50, AP75, APs, APm, APl, AR1,
+  AR10, AR<max>, ARs, ARm, ARl), where COCO's "100 detections" is `max_detections`
+  throughout (pycocotools' own summary prints -1 for AP when 100 is not among its
+  maxDets). Keypoints: the 10 numbers of `_KEYPOINT_STATS` (pycocotools' summary, 20
+  detections). Without detections: 0 (or -1 without ground truth) everywhere.
+  """
+  names = _KEYPOINT_STATS if iou_type == 'keypoints' else _BOX_STATS
+  detections = [d for d in detections if iou_type != 'keypoints' or 'keypoints' in d]
+  if not detections or not truth['images']:
+    return [0.0 if truth['annotations'] else -1.0] * len(names)
+  with _quiet():
+    gt = coco_api.COCO()
+    gt.dataset = copy.deepcopy(truth)  # pycocotools rewrites segmentations in place.
+    gt.createIndex()
+    dt = gt.loadRes(_strip_for(iou_type, detections))
+    coco_eval = cocoeval.COCOeval(gt, dt, iou_type)
+    coco_eval.params.imgIds = sorted(image['id'] for image in truth['images'])
+    if iou_type == 'keypoints':
+      if keypoint_sigmas is not None:
+        coco_eval.params.kpt_oks_sigmas = np.asarray(keypoint_sigmas, np.float64)
+    else:
+      coco_eval.params.maxDets = [1, 10, max_detections]
+    coco_eval.evaluate()
+    coco_eval.accumulate()
+    if iou_type == 'keypoints':
+      coco_eval.summarize()
+      return [float(x) for x in coco_eval.stats]
+  return _box_stats(coco_eval)
+
+
+def _box_stats(coco_eval) -> list[float]:
+  """COCOeval.summarize's 12 box / mask numbers, at the LAST of params.maxDets."""
+  precision = coco_eval.eval['precision']  # [T, R, K, A, M]
+  recall = coco_eval.eval['recall']  # [T, K, A, M]
+  thresholds = coco_eval.params.iouThrs
+
+  def mean(values):
+    values = values[values > -1]
+    return float(np.mean(values)) if values.size else -1.0
+
+  def at(iou):
+    return np.flatnonzero(np.isclose(thresholds, iou))
+
+  return [mean(precision[:, :, :, 0, -1]), mean(precision[at(0.5), :, :, 0, -1]),
+          mean(precision[at(0.75), :, :, 0, -1]),
+          *(mean(precision[:, :, :, a, -1]) for a in (1, 2, 3)),
+          *(mean(recall[:, :, 0, m]) for m in range(3)),
+          *(mean(recall[:, :, a, -1]) for a in (1, 2, 3))]
+

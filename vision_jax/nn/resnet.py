@@ -196,8 +196,11 @@ class ResNet(nn.Module):
 
 
 def get_resnet(name: str, *, width: int = 64, norm: str = 'batch', dtype: Any = jnp.float32,
-               zero_init_residual: bool = False) -> ResNet:
-  """ResNet by name: 'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152'."""
+               zero_init_residual: bool = False, module_name: str | None = None) -> ResNet:
+  """ResNet by name: 'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152'.
+
+  module_name: the submodule's name when built inside a compact module (e.g. 'backbone',
+  the subtree `mask_rcnn_torchvision.init_backbone_from_torchvision` fills)."""
   block, stages = _architecture(name)
   return ResNet(block=block, stage_sizes=stages, width=width, norm=norm, dtype=dtype,
-                zero_init_residual=zero_init_residual)
+                zero_init_residual=zero_init_residual, name=module_name)

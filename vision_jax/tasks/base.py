@@ -211,6 +211,28 @@ class Task(abc.ABC):
     return {'predict': ExportFunction(lambda b: self.predict_step(state, b), (batch,))}
 
 
+class ConfigSplits:
+  """A mixin for tasks whose data is one pipeline over two splits of `config.data`.
+
+  The task defines `split_data(split, training, batch_size, **kwargs)` (kwargs:
+  start_batch for training, process_index, process_count); this gives the trainer
+  `train_data` (config.data.train_split at config.train.batch_size) and `eval_data`
+  (config.data.eval_split at config.eval.batch_size).
+  """
+
+  def split_data(self, split: str, training: bool, batch_size: int, **kwargs):
+    raise NotImplementedError(f'{type(self).__name__} has no split_data')
+
+  def train_data(self, *, start_batch, process_index, process_count):
+    return self.split_data(self.config.data.train_split, True, self.config.train.batch_size,
+                           start_batch=start_batch, process_index=process_index,
+                           process_count=process_count)
+
+  def eval_data(self, *, process_index, process_count):
+    return self.split_data(self.config.data.eval_split, False, self.config.eval.batch_size,
+                           process_index=process_index, process_count=process_count)
+
+
 def create_task(config) -> Task:
   """Imports `vision_jax.tasks.<config.task>` and calls its `create(config)`."""
   name = config.task

@@ -53,7 +53,7 @@ def image_sizes(batch: dict, image_size) -> jnp.ndarray:
   return jnp.minimum(size, jnp.asarray(image_size, jnp.float32)).astype(jnp.int32)
 
 
-class DetectionTask(base.Task):
+class DetectionTask(base.ConfigSplits, base.Task):
   """A `base.Task` that reads detection batches and is scored by COCO's metrics.
 
   A subclass sets `self.model` (a flax module taking [B, H, W, 3] uint8 images) and may
@@ -106,19 +106,10 @@ class DetectionTask(base.Task):
     """Extra `make_detection_dataset` arguments of this task (e.g. with_masks)."""
     return {}
 
-  def _data(self, split, training, batch_size, **kwargs):
+  def split_data(self, split, training, batch_size, **kwargs):
     return detection_pipeline.make_detection_dataset_from_config(
         self.config.data, split=split, batch_size=batch_size, training=training,
         seed=self.config.seed, **self.data_options(), **kwargs)
-
-  def train_data(self, *, start_batch, process_index, process_count):
-    return self._data(self.config.data.train_split, True, self.config.train.batch_size,
-                      start_batch=start_batch, process_index=process_index,
-                      process_count=process_count)
-
-  def eval_data(self, *, process_index, process_count):
-    return self._data(self.config.data.eval_split, False, self.config.eval.batch_size,
-                      process_index=process_index, process_count=process_count)
 
   # Evaluation.
 

@@ -35,13 +35,13 @@ from vision_jax.train.state import TrainState
 from vision_jax.viz import draw
 
 
-class LandmarkTask(base.Task):
+class LandmarkTask(base.ConfigSplits, base.Task):
 
   def __init__(self, config):
     super().__init__(config)
     data, m = config.data, config.model
     try:
-      self.source = landmark_pipeline.get_landmark_source(data.dataset, data.get('data_dir'))
+      self.source = landmark_pipeline.get_landmark_source_from_config(data)
       self.point_set = self.source.point_set(data.points)
     except ValueError as e:
       raise config_lib.ConfigError(
@@ -110,7 +110,7 @@ class LandmarkTask(base.Task):
     del rng  # Augmentation happens in the input pipeline.
     return state.minimize(self.losses, state.model_state, batch)
 
-  def _data(self, split, training, batch_size, **kwargs):
+  def split_data(self, split, training, batch_size, **kwargs):
     data = self.config.data
     return landmark_pipeline.make_landmark_dataset(
         data.dataset, split, points=data.points, data_dir=data.get('data_dir'),
@@ -118,16 +118,7 @@ class LandmarkTask(base.Task):
         crop_scale=data.crop_scale, scale_jitter=data.get('scale_jitter', 0.0),
         shift_jitter=data.get('shift_jitter', 0.0),
         max_rotation=data.get('max_rotation', 0.0), hflip_prob=data.get('hflip_prob', 0.0),
-        seed=self.config.seed, **kwargs)
-
-  def train_data(self, *, start_batch, process_index, process_count):
-    return self._data(self.config.data.train_split, True, self.config.train.batch_size,
-                      start_batch=start_batch, process_index=process_index,
-                      process_count=process_count)
-
-  def eval_data(self, *, process_index, process_count):
-    return self._data(self.config.data.eval_split, False, self.config.eval.batch_size,
-                      process_index=process_index, process_count=process_count)
+        seed=self.config.seed, **landmark_pipeline.coco_format_options(data), **kwargs)
 
   # Prediction.
 

@@ -113,22 +113,13 @@ class YolactEdgeTask(yolact_task.YolactTask):
   def other_loss_keys(self):
     return ('transfer_start_step', 'frozen_trunk', 'warp_distance')
 
-  def _video_data(self, split, training, batch_size, **kwargs):
+  def split_data(self, split, training, batch_size, **kwargs):
     try:
       return video_pipeline.make_video_dataset_from_config(
           self.config.data, split=split, batch_size=batch_size, training=training,
           seed=self.config.seed, **kwargs)
     except ValueError as e:
       raise config_lib.ConfigError(f'config.data: {e}') from e
-
-  def train_data(self, *, start_batch, process_index, process_count):
-    return self._video_data(self.config.data.train_split, True, self.config.train.batch_size,
-                            start_batch=start_batch, process_index=process_index,
-                            process_count=process_count)
-
-  def eval_data(self, *, process_index, process_count):
-    return self._video_data(self.config.data.eval_split, False, self.config.eval.batch_size,
-                            process_index=process_index, process_count=process_count)
 
   def losses(self, params, model_state, batch, rng, *, transfer_on=True):
     """(weighted total, (metrics, batch-norm updates)) of one batch of frame pairs."""

@@ -9,7 +9,7 @@ may give the backbone its own rate:
       schedule='cosine', grad_clip_norm=10.0)})
 
 Fields of an entry (only `name` and `learning_rate` are required):
-  name            'adam' | 'adamw' | 'sgd'
+  name            'adam' | 'adamw' | 'sgd' | 'rmsprop'
   learning_rate   peak rate, reached at the end of warmup
   warmup_steps    linear warmup from 0
   schedule        'cosine' (to 0 at the last step) | 'step' | 'constant'
@@ -18,7 +18,8 @@ Fields of an entry (only `name` and `learning_rate` are required):
                   total steps (a recipe in epochs stays right when the batch changes)
   decay_factor    for 'step'
   b1, b2, eps     Adam moments (defaults 0.9, 0.999, 1e-8; GANs use b1=0.5)
-  momentum        for sgd (default 0.9); nesterov (default False)
+  momentum        for sgd (default 0.9); nesterov (default False); rmsprop (default 0)
+  rms_decay       rmsprop's squared-gradient average decay (default 0.99, torch's alpha)
   weight_decay    decoupled (adamw) or L2 added to the gradients (sgd); 0 disables
   decay_params    which parameters weight decay touches: 'kernels' (default: leaves of
                   rank >= 2, so norms' scales and every bias are left alone) or 'all'
@@ -42,13 +43,13 @@ import optax
 
 from vision_jax.train import config as config_lib
 
-OPTIMIZER_NAMES = ('adam', 'adamw', 'sgd')
+OPTIMIZER_NAMES = ('adam', 'adamw', 'sgd', 'rmsprop')
 SCHEDULES = ('cosine', 'step', 'constant')
 DECAY_PARAMS = ('kernels', 'all')
 _ENTRY_FIELDS = frozenset((
     'name', 'learning_rate', 'warmup_steps', 'schedule', 'decay_steps', 'decay_fractions',
     'decay_factor', 'b1', 'b2', 'eps', 'momentum', 'nesterov', 'weight_decay',
-    'decay_params', 'grad_clip_norm', 'params'))
+    'decay_params', 'grad_clip_norm', 'params', 'rms_decay'))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -140,6 +141,12 @@ def make_transformation(entry, total_steps: int,
              else optax.identity())
     opt = optax.chain(decay, optax.sgd(schedule, momentum=entry.get('momentum', 0.9),
                                        nesterov=bool(entry.get('nesterov', False))))
+  elif name == 'rmsprop':
+    decay = (optax.add_decayed_weights(weight_decay, mask=mask) if weight_decay
+             else optax.identity())
+    opt = optax.chain(decay, optax.rmsprop(
+        schedule, decay=float(entry.get('rms_decay', 0.99)), eps=eps,
+        momentum=float(entry.get('momentum', 0.0)) or None))
   else:
     raise config_lib.ConfigError(f'{where}.name={name!r} is not one of {OPTIMIZER_NAMES}')
   clip = float(entry.get('grad_clip_norm', 0.0) or 0.0)

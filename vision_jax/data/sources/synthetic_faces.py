@@ -1,11 +1,13 @@
-"""`synthetic_faces` (vision_jax's procedural builder) for the detection contract.
+"""`synthetic_faces` (vision_jax's procedural builder) for the detection and landmark
+contracts.
 
-Faces are one class ('face', category id 1); the keypoints are the 5 landmarks
-`synthetic_faces.LANDMARK5_NAMES` (x, y relative, visibility 2 visible / 1 occluded /
-0 unlabelled). The contract has no per-instance "labelled" flag: a face whose landmarks
-are not labelled has all 5 visibilities 0 (a labelled face always has every point at
-visibility >= 1 until a training crop cuts points away), so `any(visibility > 0)` tells
-the two apart. The 68-point meshes are not part of this contract.
+Detection: faces are one class ('face', category id 1); the keypoints are the 5
+landmarks `synthetic_faces.LANDMARK5_NAMES` followed by the 68 mesh points
+`MESH68_NAMES` (73 per face: RetinaFace's points and dense branches read the two parts),
+each (x, y relative, visibility 2 visible / 1 occluded / 0 unlabelled). The contract has
+no per-instance "labelled" flag: a face whose landmarks are not labelled has all its
+visibilities 0 (a labelled face always has every point at visibility >= 1 until a
+training crop cuts points away), so `any(visibility > 0)` tells the two apart.
 
 The landmark contract (`landmark_source`, configs `crops` / `crops_tiny`) reads the one
 face of each image with both point sets, 'landmarks5' and 'mesh68'.
@@ -29,7 +31,8 @@ def detection_source(builder) -> detection_sources.DetectionSource:
     return {
         'image': tf.io.decode_png(example['image'], channels=3),
         **detection_sources.object_fields(faces),
-        'keypoints': tf.cast(faces['landmarks5'], tf.float32),
+        'keypoints': tf.concat([tf.cast(faces['landmarks5'], tf.float32),
+                               tf.cast(faces['mesh68'], tf.float32)], axis=1),
         'image_id': tf.cast(example['image/id'], tf.int64),
     }
 
@@ -37,9 +40,11 @@ def detection_source(builder) -> detection_sources.DetectionSource:
       builder=builder,
       class_names=tuple(features['faces']['label'].names),
       category_ids=tuple(range(1, features['faces']['label'].num_classes + 1)),
-      keypoint_names=synthetic_faces.LANDMARK5_NAMES,
-      keypoint_flip_perm=synthetic_faces.LANDMARK5_FLIP_PERM,
-      keypoint_skeleton=synthetic_faces.LANDMARK5_SKELETON,
+      keypoint_names=synthetic_faces.LANDMARK5_NAMES + synthetic_faces.MESH68_NAMES,
+      keypoint_flip_perm=synthetic_faces.LANDMARK5_FLIP_PERM + tuple(
+          5 + i for i in synthetic_faces.MESH68_FLIP_PERM),
+      keypoint_skeleton=synthetic_faces.LANDMARK5_SKELETON + tuple(
+          (5 + a, 5 + b) for a, b in synthetic_faces.MESH68_SKELETON),
       semantic_names=None,
       has_masks=False,
       decoders={'image': tfds.decode.SkipDecoding()},
