@@ -119,3 +119,11 @@ def test_catalog_pipelines_under_mock_data(tmp_path, name, points, count):
   assert batch['image'].shape == (2, 64, 64, 3)
   assert batch['landmarks'].shape == (2, count, 3)
   assert np.isfinite(batch['landmarks']).all() and (batch['landmarks'][..., 2] == 2).all()
+
+
+def test_last_evaluation_batch_is_padded(data_dir):
+  batches = list(lp.make_landmark_dataset(
+      'synthetic_faces/crops_tiny', 'validation', points='landmarks5', data_dir=data_dir,
+      batch_size=5, training=False, image_size=(64, 64)))
+  assert [b['example_valid'].sum() for b in batches] == [5, 3]
+  assert (batches[-1]['landmarks'][3:, :, 2] == 0).all()

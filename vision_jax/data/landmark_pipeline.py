@@ -232,7 +232,8 @@ def build_landmark_dataset(
 
   return streams.split_batches(
       dataset, split, data_dir, builder=source.builder, decoders=source.decoders,
-      process=process, training=training, batch_size=batch_size, seed=seed,
+      process=process, padding=streams.zeros_like_spec, training=training,
+      batch_size=batch_size, seed=seed,
       start_batch=start_batch, process_index=process_index, process_count=process_count,
       in_memory=in_memory, shuffle_buffer=shuffle_buffer)
 
