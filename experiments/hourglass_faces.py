@@ -23,14 +23,14 @@ The three rows use the same data, crops, augmentation, optimizer and steps.
 """
 import ml_collections
 
-KINDS = {'regression': 'regression', 'integral': 'integral'}
-TOKENS = ('regression', 'integral', 'tiny')
+KINDS = ('regression', 'integral')  # the rows besides the default heatmaps
+TOKENS = KINDS + ('tiny',)
 
 
 def get_config(arg=None):
   tokens = [t for t in (arg or '').split(',') if t and t != 'default']
   unknown = [t for t in tokens if t not in TOKENS]
-  kinds = [KINDS[t] for t in tokens if t in KINDS]
+  kinds = [t for t in tokens if t in KINDS]
   if unknown or len(kinds) > 1:
     raise ValueError(f'hourglass_faces variants are comma-separated tokens of {TOKENS} '
                      f'(at most one of regression / integral), not {arg!r}')

@@ -69,8 +69,8 @@ class RetinaFaceTask(detection_base.DetectionTask):
     return retinaface.detect(self.model_config, outputs, self.image_size, sizes)
 
   def data_options(self):
-    wanted = self.model_config.num_landmarks + self.model_config.num_mesh_points
-    return {'num_keypoints': wanted if wanted else 0}
+    return {'num_keypoints': self.model_config.num_landmarks
+            + self.model_config.num_mesh_points}
 
   def make_evaluator(self):
     cfg = self.model_config
