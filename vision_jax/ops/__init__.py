@@ -1,7 +1,7 @@
 """Pure array ops for detection and generation (no flax): boxes, anchors, RoIAlign,
-matching and sampling, NMS, Gram matrices, instance masks. Feature warping is the
-module `vision_jax.ops.warp` (`warp.warp`, `warp.resize_flow`), not re-exported here:
-its function shares the module's name.
+matching and sampling, NMS (greedy, Fast, Soft), corner / center pooling, Gram matrices,
+instance masks. Feature warping is the module `vision_jax.ops.warp` (`warp.warp`,
+`warp.resize_flow`), not re-exported here: its function shares the module's name.
 
 Conventions: NHWC features; boxes (x1, y1, x2, y2) float32 in input-image pixels; static
 shapes with validity masks where counts vary.
@@ -27,6 +27,9 @@ from vision_jax.ops.boxes import xywh_to_xyxy
 from vision_jax.ops.boxes import xyxy_to_cxcywh
 from vision_jax.ops.boxes import xyxy_to_xywh
 from vision_jax.ops.boxes import yxyx_to_xyxy
+from vision_jax.ops.corner_pooling import cascade_corner_pool
+from vision_jax.ops.corner_pooling import center_pool
+from vision_jax.ops.corner_pooling import corner_pool
 from vision_jax.ops.deform_conv import deform_conv2d
 from vision_jax.ops.gram import gram_matrix
 from vision_jax.ops.masks import assemble_masks
@@ -41,6 +44,8 @@ from vision_jax.ops.suppression import fast_nms
 from vision_jax.ops.suppression import FastNmsResult
 from vision_jax.ops.suppression import nms
 from vision_jax.ops.suppression import NmsResult
+from vision_jax.ops.suppression import soft_nms
+from vision_jax.ops.suppression import SoftNmsResult
 from vision_jax.ops.pooling import assign_fpn_levels
 from vision_jax.ops.pooling import multilevel_roi_align
 from vision_jax.ops.pooling import roi_align

@@ -1,8 +1,8 @@
 """Keypoint heatmap primitives (CenterNet, CornerNet), in pure jnp (static shapes, jit-able).
 
-Gaussian radii, gaussians drawn per object class into a heatmap, and reading feature
-vectors at flat positions. The CenterNet target assembly built from them lives with its
-loss (`vision_jax.losses.centernet`).
+Gaussian radii (CenterNet's and CornerNet's rules), gaussians drawn per object class into
+a heatmap, and reading feature vectors at flat positions. The CenterNet target assembly
+built from them lives with its loss (`vision_jax.losses.centernet`).
 
 Conventions
   * Boxes are (x1, y1, x2, y2) float32 in input-image pixels, pixel-edge convention
@@ -63,6 +63,44 @@ def gaussian_radius(height, width, min_overlap: float = 0.7):
   # (b3 + sq3) / 2 with b3 < 0 cancels badly in float32; this equal form does not.
   den3 = sq3 - b3
   r3 = jnp.where(den3 > 0, (-4 * a3 * c3) / jnp.where(den3 > 0, den3, 1.0) / 2, 0.0)
+  return jnp.minimum(jnp.minimum(r1, r2), r3)
+
+
+def cornernet_gaussian_radius(height, width, min_overlap: float = 0.7):
+  """CornerNet's gaussian radius for a box of (height, width): the exact quadratic roots.
+
+  `gaussian_radius` in CornerNet's sample/utils.py (princeton-vl/CornerNet), which solves
+  the same three quadratics as `gaussian_radius` above with the textbook roots: the
+  smaller root in cases 1 and 2, and every root divided by 2a (CenterNet: the larger
+  root, divided by 2): r1 = (b1 - sq1) / 2, r2 = (b2 - sq2) / 8,
+  r3 = (b3 + sq3) / (8 * min_overlap). Its radii are about 3x smaller than CenterNet's
+  for the same box. (Duankaiwen/CenterNet, keypoint triplets, kept
+  CenterNet's formula: use `gaussian_radius` there.) Both CornerNet and CenterNet floor the
+  result and clamp it at 0 before drawing.
+
+  Args:
+    height, width: box size in output units (CornerNet ceils them first).
+    min_overlap: the IoU a box with corners displaced by the radius must keep.
+
+  Returns:
+    float32 radius, the broadcast shape of height and width. Not floored.
+  """
+  h = jnp.asarray(height, jnp.float32)
+  w = jnp.asarray(width, jnp.float32)
+
+  def small_root(a, b, c):
+    # (b - sqrt(b^2 - 4ac)) / 2a == 2c / (b + sqrt(b^2 - 4ac)), without the cancellation.
+    den = b + jnp.sqrt(jnp.maximum(b * b - 4 * a * c, 0.0))
+    return jnp.where(den > 0, 2 * c / jnp.where(den > 0, den, 1.0), 0.0)
+
+  r1 = small_root(1.0, h + w, w * h * (1 - min_overlap) / (1 + min_overlap))
+  r2 = small_root(4.0, 2 * (h + w), (1 - min_overlap) * w * h)
+  # (b3 + sq3) / 2a3 with b3 < 0, c3 <= 0: the root -2 c3 / (sq3 - b3).
+  a3 = 4 * min_overlap
+  b3 = -2 * min_overlap * (h + w)
+  c3 = (min_overlap - 1) * w * h
+  den3 = jnp.sqrt(jnp.maximum(b3 * b3 - 4 * a3 * c3, 0.0)) - b3
+  r3 = jnp.where(den3 > 0, -2 * c3 / jnp.where(den3 > 0, den3, 1.0), 0.0)
   return jnp.minimum(jnp.minimum(r1, r2), r3)
 
 
