@@ -45,6 +45,7 @@ def get_config(arg=None):
   config.model.features = 256
   config.model.depth = 4
   config.model.stem_widths = (64, 128)
+  config.model.heatmap_stride = 4  # or 2: maps at S / 2 (no stem max-pool)
   config.model.backbone = 'resnet18'
   config.model.width = 64
   config.model.norm = 'batch'
@@ -71,6 +72,7 @@ def get_config(arg=None):
   config.eval.batch_size = 32
   config.eval.normalization = 'box_diagonal'
   config.eval.flip_test = True
+  config.eval.heatmap_refinement = 'quarter'  # or 'dark' (models.landmarks.REFINEMENTS)
   config.eval.num_pictures = 8
   config.eval.draw_upscale = 1
   return config

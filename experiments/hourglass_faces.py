@@ -65,6 +65,7 @@ def get_config(arg=None):
   config.model.features = 32 if tiny else 64
   config.model.depth = 2 if tiny else 3
   config.model.stem_widths = (16, 32) if tiny else (32, 64)
+  config.model.heatmap_stride = 4  # or 2: maps at S / 2 (no stem max-pool)
   # The regression trunk.
   config.model.backbone = 'resnet18'
   config.model.width = 8 if tiny else 48
@@ -94,6 +95,7 @@ def get_config(arg=None):
   config.eval.batch_size = 8 if tiny else 100
   config.eval.normalization = 'inter_ocular'
   config.eval.flip_test = True
+  config.eval.heatmap_refinement = 'quarter'  # or 'dark' (models.landmarks.REFINEMENTS)
   config.eval.num_pictures = 8
   config.eval.draw_upscale = 4
 

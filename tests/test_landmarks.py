@@ -40,6 +40,23 @@ def test_decode_of_target_maps_recovers_the_points_in_input_pixels():
   assert np.abs(np.asarray(decoded) - np.asarray(points)).max() <= 4 * 0.5
 
 
+def test_stride_two_maps_and_dark_decoding_in_input_pixels():
+  model = landmark_models.LandmarkModel(kind='heatmap', num_points=3, num_stacks=1,
+                                        features=16, depth=2, stem_widths=(8, 16),
+                                        heatmap_stride=2)
+  images = jnp.zeros((1, 64, 64, 3), jnp.uint8)
+  outputs = model.apply(model.init(jax.random.key(0), images), images)
+  assert outputs['heatmaps'].shape == (1, 1, 32, 32, 3)
+  points = jnp.array([[[10.3, 20.7], [33.0, 15.2], [50.9, 40.1]]])
+  maps = landmark_ops.gaussian_heatmaps(points / 2, jnp.ones((1, 3), bool), (32, 32), 1.5)
+  decoded = landmark_models.decode({'heatmaps': maps[None]}, kind='heatmap', image_size=64,
+                                   refine='dark', sigma=1.5)
+  np.testing.assert_allclose(decoded, points, atol=0.01)
+  with pytest.raises(ValueError, match='refinement'):
+    landmark_models.decode({'heatmaps': maps[None]}, kind='heatmap', image_size=64,
+                           refine='taylor')
+
+
 def test_heatmap_mse_by_hand():
   targets = jnp.zeros((1, 2, 2, 2)).at[0, 0, 0, 0].set(1.0)
   maps = jnp.stack([targets, jnp.zeros((1, 2, 2, 2))])  # stack 0 exact, stack 1 zeros
@@ -73,6 +90,9 @@ def _config(variant='tiny', *overrides):
     (('data.points=landmarks98',), r"no landmark set 'landmarks98'"),
     (('data.image_size=(72, 72)',), r'multiple of 16'),
     (('model.kind=pose',), r"model.kind='pose'"),
+    (('model.heatmap_stride=2', 'data.image_size=(60, 60)'), r'multiple of 8'),
+    (('model.heatmap_stride=3',), r'model.heatmap_stride=3'),
+    (('eval.heatmap_refinement=taylor',), r"heatmap_refinement='taylor'"),
 ])
 def test_bad_configs_are_named(tmp_path, overrides, message):
   config = _config('tiny', f'data.data_dir={tmp_path}', *overrides)

@@ -75,6 +75,33 @@ def test_decode_recovers_subpixel_points_within_a_quarter_pixel():
     assert np.abs(np.asarray(plain) - points).mean() > err.mean()
 
 
+def test_dark_refinement_recovers_exact_subpixel_points():
+  rng = np.random.default_rng(3)
+  h, w, k = 24, 32, 60
+  # At least 3 sigma from the border, where the smoothing sees the whole gaussian.
+  points = np.stack([rng.uniform(3, w - 3, k), rng.uniform(3, h - 3, k)], -1)
+  hm = landmarks.gaussian_heatmaps(jnp.asarray(points), jnp.ones(k, bool), (h, w), 1.0)
+  argmax, _ = landmarks.decode_heatmaps(hm, quarter_offset=False)
+  refined = jax.jit(landmarks.refine_dark, static_argnums=2)(hm[None], argmax[None], 1.0)
+  assert refined.shape == (1, k, 2)
+  np.testing.assert_allclose(refined[0], points, atol=2e-3)
+  # Noise: still well below the quarter rule's error.
+  noisy = hm + 0.05 * rng.normal(size=hm.shape).astype(np.float32)
+  argmax, _ = landmarks.decode_heatmaps(noisy, quarter_offset=False)
+  dark = np.linalg.norm(landmarks.refine_dark(noisy, argmax, 1.0) - points, axis=-1)
+  quarter = np.linalg.norm(landmarks.decode_heatmaps(noisy)[0] - points, axis=-1)
+  assert dark.mean() < 0.6 * quarter.mean()
+
+
+def test_dark_refinement_leaves_flat_peaks_alone():
+  hm = np.zeros((8, 8, 2), np.float32)
+  hm[3:5, 3:5, 0] = 1.0   # a flat plateau: the log-map is not strictly concave there
+  points = jnp.asarray([[3.5, 3.5], [2.5, 6.5]])
+  refined = landmarks.refine_dark(jnp.asarray(hm), points, 1.0, max_shift=0.5)
+  assert np.all(np.abs(np.asarray(refined) - np.asarray(points)) <= 0.5 + 1e-6)
+  np.testing.assert_allclose(refined[1], points[1])  # an all-zero map: unchanged
+
+
 def test_quarter_pixel_rule_on_a_hand_built_map():
   hm = np.zeros((6, 7, 3), np.float32)
   # Channel 0: peak at (x=3, y=2); right > left, up == down -> x + 0.25, y unchanged.

@@ -294,6 +294,8 @@ class StackedHourglass(nn.Module):
     num_residuals: residual blocks per hourglass level (see `Hourglass`).
     stem_widths: widths of the stem's 7x7 conv and of its first residual ((64, 128) in
       the reference).
+    stride: input pixels per heatmap cell: 4 (the reference) or 2 (the stem's max-pool
+      left out: 4x the maps' cells, and the hourglasses' cost, at the same depth).
     norm: a `vision_jax.nn.norms` kind for every norm ('batch' in the reference).
     dtype: compute dtype; params float32; outputs float32.
   """
@@ -304,6 +306,7 @@ class StackedHourglass(nn.Module):
   widths: Sequence[int] | None = None
   num_residuals: int | Sequence[int] = 1
   stem_widths: Sequence[int] = (64, 128)
+  stride: int = 4
   norm: str = 'batch'
   dtype: Any = jnp.float32
 
@@ -312,19 +315,22 @@ class StackedHourglass(nn.Module):
     """Runs the network.
 
     Args:
-      images: [B, H, W, C] (already normalised), H and W multiples of 4 * 2**depth.
+      images: [B, H, W, C] (already normalised), H and W multiples of
+        stride * 2**depth.
       train: batch norm: use and update batch statistics (apply with
         mutable=['batch_stats']).
 
     Returns:
-      A list of `num_stacks` heatmap predictions [B, H/4, W/4, num_points] float32, the
-      first stack's first; heatmap cell (i, j) covers input pixels [4j, 4j + 4) x
-      [4i, 4i + 4) (`vision_jax.ops.landmarks` decodes them).
+      A list of `num_stacks` heatmap predictions [B, H/s, W/s, num_points] float32
+      (s = stride), the first stack's first; heatmap cell (i, j) covers input pixels
+      [sj, sj + s) x [si, si + s) (`vision_jax.ops.landmarks` decodes them).
     """
     if self.num_stacks < 1:
       raise ValueError(f'num_stacks must be >= 1, not {self.num_stacks}')
+    if self.stride not in (2, 4):
+      raise ValueError(f'stride must be 2 or 4, not {self.stride}')
     h, w = images.shape[1:3]
-    multiple = 4 * 2**self.depth
+    multiple = self.stride * 2**self.depth
     if h % multiple or w % multiple:
       raise ValueError(f'StackedHourglass(depth={self.depth}) needs H and W multiples of '
                        f'{multiple}, got {h} x {w}')
@@ -335,7 +341,8 @@ class StackedHourglass(nn.Module):
     x = _conv(c0, 7, 2, dtype=dtype, name='stem_conv')(x)
     x = nn.relu(norm(name='stem_bn')(x))
     x = Residual(c1, norm=norm, dtype=dtype, name='stem_res1')(x)
-    x = max_pool.max_pool(x, 2, 2, 0)
+    if self.stride == 4:
+      x = max_pool.max_pool(x, 2, 2, 0)
     x = Residual(c1, norm=norm, dtype=dtype, name='stem_res2')(x)
     x = Residual(self.features, norm=norm, dtype=dtype, name='stem_res3')(x)
     predictions = []

@@ -6,15 +6,16 @@ Data: the landmark contract (`vision_jax.data.landmark_pipeline`): square crops 
 'mesh68') in crop pixels. Config:
   model   kind ('heatmap' | 'integral' | 'regression'), num_points (None: the point
           set's; a different number stops with an error), the hourglass (num_stacks,
-          features, depth, stem_widths) or the regression trunk (backbone, width), norm,
-          dtype.
+          features, depth, stem_widths, heatmap_stride: 4 or 2) or the regression
+          trunk (backbone, width), norm, dtype.
   loss    sigma (Gaussian target std in heatmap pixels; the paper's 1 at 64 x 64),
           heatmap_weight (MSE summed over stacks), coord_weight (L1 on normalised
           coordinates, every stack for 'integral').
   eval    normalization ('inter_ocular' with the point set's ocular indices, or
           'box_diagonal'), flip_test (average with the mirrored crop: heatmaps for
-          'heatmap', as the reference; points otherwise), batch_size, num_pictures,
-          draw_upscale.
+          'heatmap', as the reference; points otherwise), heatmap_refinement
+          ('quarter' | 'dark': `models.landmarks.stack_points`), batch_size,
+          num_pictures, draw_upscale.
 Targets are rendered inside the jit'd step; decoding runs inside the jit'd predict step.
 Metrics (`vision_jax.evaluation.landmarks`): landmarks/NME, PCK@0.1, failure_rate,
 AUC@0.1, num_faces.
@@ -55,11 +56,19 @@ class LandmarkTask(base.ConfigSplits, base.Task):
     if self.kind not in landmark_models.KINDS:
       raise config_lib.ConfigError(f'config.model.kind={self.kind!r}: one of '
                                    f'{landmark_models.KINDS}')
+    refine = config.eval.get('heatmap_refinement', 'quarter')
+    if refine not in landmark_models.REFINEMENTS:
+      raise config_lib.ConfigError(f'config.eval.heatmap_refinement={refine!r}: one of '
+                                   f'{landmark_models.REFINEMENTS}')
     self.size = int(data.image_size[0])
     if tuple(data.image_size) != (self.size, self.size):
       raise config_lib.ConfigError(f'config.data.image_size={tuple(data.image_size)}: '
                                    'landmark crops are square')
-    multiple = 32 if self.kind == 'regression' else 4 * 2**int(m.depth)
+    stride = int(m.get('heatmap_stride', landmark_models.HEATMAP_STRIDE))
+    if stride not in (2, 4):
+      raise config_lib.ConfigError(f'config.model.heatmap_stride={stride}: 4 (the '
+                                   'reference) or 2')
+    multiple = 32 if self.kind == 'regression' else stride * 2**int(m.depth)
     if self.size % multiple:
       raise config_lib.ConfigError(
           f'config.data.image_size={self.size} must be a multiple of {multiple} for '
@@ -67,7 +76,8 @@ class LandmarkTask(base.ConfigSplits, base.Task):
                                          f' with model.depth={m.depth}'))
     self.model = landmark_models.LandmarkModel(
         kind=self.kind, num_points=k, num_stacks=m.num_stacks, features=m.features,
-        depth=m.depth, stem_widths=tuple(m.stem_widths), backbone=m.backbone,
+        depth=m.depth, stem_widths=tuple(m.stem_widths), heatmap_stride=stride,
+        backbone=m.backbone,
         width=m.width, norm=m.norm, dtype=jnp.dtype(m.dtype))
 
   # State and training.
@@ -91,13 +101,13 @@ class LandmarkTask(base.ConfigSplits, base.Task):
       maps = outputs['heatmaps']
       h, w = maps.shape[2:4]
       targets = landmark_ops.gaussian_heatmaps(
-          points / landmark_models.HEATMAP_STRIDE, visible, (h, w), loss_config.sigma)
+          points * (w / self.size), visible, (h, w), loss_config.sigma)
       metrics['heatmap_loss'] = landmark_losses.heatmap_mse(maps, targets, weights)
       loss = loss_config.heatmap_weight * metrics['heatmap_loss']
     else:
       if self.kind == 'integral':
-        predicted = landmark_models.stack_points(outputs['heatmaps'], self.kind) * (
-            landmark_models.HEATMAP_STRIDE / self.size)
+        predicted = landmark_models.stack_points(outputs['heatmaps'], self.kind) / (
+            outputs['heatmaps'].shape[-2])
       else:
         predicted = outputs['coords']
       metrics['coord_loss'] = landmark_losses.coordinate_l1(predicted, points / self.size,
@@ -122,22 +132,25 @@ class LandmarkTask(base.ConfigSplits, base.Task):
 
   # Prediction.
 
+  def _decode(self, outputs):
+    return landmark_models.decode(
+        outputs, kind=self.kind, image_size=self.size,
+        refine=self.config.eval.get('heatmap_refinement', 'quarter'),
+        sigma=float(self.config.loss.sigma))
+
   def _points(self, variables, images, flip: bool):
     """[B, K, 2] input-pixel points of `images` (optionally averaged with the mirror)."""
     outputs = self.model.apply(variables, images, train=False)
     if not flip:
-      return landmark_models.decode(outputs, kind=self.kind, image_size=self.size)
+      return self._decode(outputs)
     mirrored = self.model.apply(variables, images[:, :, ::-1], train=False)
     perm = self.point_set.flip_permutation
     if self.kind == 'heatmap':
       maps = landmark_ops.flip_average(outputs['heatmaps'][-1], mirrored['heatmaps'][-1],
                                        perm)
-      return landmark_models.decode({'heatmaps': maps[None]}, kind=self.kind,
-                                    image_size=self.size)
-    direct = landmark_models.decode(outputs, kind=self.kind, image_size=self.size)
-    back = landmark_ops.flip_points(
-        landmark_models.decode(mirrored, kind=self.kind, image_size=self.size),
-        self.size, perm)
+      return self._decode({'heatmaps': maps[None]})
+    direct = self._decode(outputs)
+    back = landmark_ops.flip_points(self._decode(mirrored), self.size, perm)
     return 0.5 * (direct + back)
 
   def predict_step(self, state, batch):
