@@ -124,6 +124,9 @@ def test_box_diagonal_normalisation():
   # A: x 10..20, y 10..20 (point 4 invisible) -> sqrt(200); B: x -3..5, y 0..20.
   np.testing.assert_allclose(landmarks.normalizers(gt[..., :2], visible, 'box_diagonal'),
                              [math.sqrt(200), math.sqrt(64 + 400)])
+  np.testing.assert_allclose(
+      landmarks.normalizers(gt[..., :2], visible, 'box_size', boxes=boxes),
+      [math.sqrt(1200), math.sqrt(48)])
   ev = landmarks.LandmarkEvaluator(normalization='box_diagonal', threshold=0.05)
   assert 'box' in ev.batch_keys
   ev.add({'landmarks': gt, 'box': boxes}, {'landmarks': pred})

@@ -158,6 +158,10 @@ def test_face_evaluator_bins_and_landmark_nme():
   assert metrics['box/AP50_hard'] == pytest.approx(0.0)
   assert 0.6 < metrics['box/AP50'] < 0.7  # 2 of 3 faces, both at the top of the ranking
   assert metrics['landmarks5/NME'] == pytest.approx(0.05, rel=1e-4)  # (0 + 0.1) / 2
+  # By the face box's sqrt(w h): the medium face's points are off by 0.04 w.
+  w, h = boxes[0, 1, 2:] - boxes[0, 1, :2]
+  assert metrics['landmarks5/box_size/NME'] == pytest.approx(0.04 * w / np.sqrt(w * h) / 2,
+                                                             rel=1e-4)
   assert metrics['landmarks5/matched_fraction'] == pytest.approx(2 / 3)
   np.testing.assert_array_equal(faces.size_bins(heights, 128, 0.1, 0.25), [2, 1, 0])
 

@@ -18,7 +18,10 @@ Metrics:
                           highest-scoring detection that overlaps it at IoU >= 0.5
                           (each detection used once, faces visited largest first);
                           inter-ocular NME of its 5 points (`evaluation.landmarks`),
-                          and of its mesh (mesh/NME, the mesh's own ocular points).
+                          and of its mesh (mesh/NME, the mesh's own ocular points);
+                          landmarks5/box_size/NME, ... normalise by the face box's
+                          sqrt(w h) instead, as RetinaFace's paper scores its 5
+                          points (AFLW, WIDER FACE).
                           Faces without such a detection are left out; their count is
                           `landmarks5/matched_fraction`'s complement.
 """
@@ -70,6 +73,9 @@ class FaceEvaluator(evaluator.Evaluator):
             ocular_indices=landmark_ocular, prefix='landmarks5/', landmark_key='points'),
         'mesh': landmark_metrics.LandmarkEvaluator(
             ocular_indices=mesh_ocular, prefix='mesh/', landmark_key='points'),
+        'landmarks5_box_size': landmark_metrics.LandmarkEvaluator(
+            normalization='box_size', prefix='landmarks5/box_size/',
+            landmark_key='points'),
     }
     self.batch_keys = tuple(set(self.coco.batch_keys) | {'boxes', 'valid', 'keypoints'})
     keys = set(self.coco.prediction_keys)
@@ -113,14 +119,16 @@ class FaceEvaluator(evaluator.Evaluator):
         used[d] = True
         self._matched += 1
         det = dets[d]
-        self._add_points('landmarks5', gt_points[g, :self.num_landmarks],
-                         predictions['landmarks'][b][det])
+        for name in ('landmarks5', 'landmarks5_box_size'):
+          self._add_points(name, gt_points[g, :self.num_landmarks],
+                           predictions['landmarks'][b][det], gt_boxes[g])
         if self.num_mesh_points:
           self._add_points('mesh', gt_points[g, self.num_landmarks:],
-                           predictions['mesh'][b][det])
+                           predictions['mesh'][b][det], gt_boxes[g])
 
-  def _add_points(self, name, truth, predicted):
-    self.points[name].add({'points': truth[None]}, {'points': predicted[None]})
+  def _add_points(self, name, truth, predicted, box):
+    self.points[name].add({'points': truth[None], 'box': box[None]},
+                          {'points': predicted[None]})
 
   def evaluate(self) -> dict[str, float]:
     metrics = self.coco.evaluate()
@@ -140,6 +148,7 @@ class FaceEvaluator(evaluator.Evaluator):
       metrics[f'box/AP50_{name}'] = stats[1]
     if self.num_landmarks:
       metrics.update(self.points['landmarks5'].evaluate())
+      metrics.update(self.points['landmarks5_box_size'].evaluate())
       metrics['landmarks5/matched_fraction'] = (
           self._matched / self._faces if self._faces else float('nan'))
       if self.num_mesh_points:

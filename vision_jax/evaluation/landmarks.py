@@ -12,8 +12,8 @@ Batch keys (one row per face; a detector's task flattens its matched faces into 
                  labelled and scored.
   example_valid  [B] bool, optional (all valid): padding rows are skipped.
   box            [B, 4] float (x1, y1, x2, y2) input pixels, optional: the face box for
-                 normalization='box_diagonal' (without it, the box of the face's
-                 visible ground-truth landmarks).
+                 normalization='box_diagonal' or 'box_size' (without it, the box of
+                 the face's visible ground-truth landmarks).
 Prediction keys:
   landmarks      [B, K, 2] float (x, y) input pixels ([B, K, >2]: the first two are read).
 Any pixel frame works as long as predictions, ground truth and boxes share it: every
@@ -23,7 +23,8 @@ Definitions, with d the face's normaliser and e_k = ||pred_k - gt_k|| / d:
   * normaliser: 'inter_ocular' = ||gt_a - gt_b|| for `ocular_indices` (a, b) (the outer
     eye corners 36, 45 of the 68-point 300-W scheme, 60, 72 of WFLW's 98, the eye
     centres 0, 1 of RetinaFace's 5: `OCULAR_INDICES`); 'box_diagonal' =
-    sqrt(w^2 + h^2) of the face box.
+    sqrt(w^2 + h^2) of the face box; 'box_size' = sqrt(w h) (RetinaFace's 5-point NME
+    on AFLW and WIDER FACE).
   * NME: per face, the mean of e_k over its visible points; then the mean over faces.
   * PCK@t: the fraction of all visible points (pooled over faces) with e_k <= t.
   * failure_rate@t: the fraction of faces with NME > t.
@@ -41,7 +42,8 @@ import numpy as np
 
 from vision_jax.evaluation import evaluator
 
-NORMALIZATIONS = ('inter_ocular', 'box_diagonal')
+NORMALIZATIONS = ('inter_ocular', 'box_diagonal', 'box_size')
+BOX_NORMALIZATIONS = ('box_diagonal', 'box_size')
 # Number of landmarks of a scheme -> the (a, b) indices of its inter-ocular distance.
 OCULAR_INDICES = {5: (0, 1), 68: (36, 45), 98: (60, 72)}
 
@@ -56,8 +58,8 @@ def normalizers(gt: np.ndarray, visible: np.ndarray, normalization: str = 'inter
     visible: [N, K] bool.
     normalization: one of NORMALIZATIONS.
     ocular_indices: (a, b) for 'inter_ocular' (default OCULAR_INDICES[K]).
-    boxes: [N, 4] (x1, y1, x2, y2) for 'box_diagonal'; None: the box of the visible
-      ground-truth points.
+    boxes: [N, 4] (x1, y1, x2, y2) for 'box_diagonal' and 'box_size'; None: the box of
+      the visible ground-truth points.
 
   Returns:
     [N] float64; NaN where undefined (an ocular point invisible, no visible point, or
@@ -70,7 +72,7 @@ def normalizers(gt: np.ndarray, visible: np.ndarray, normalization: str = 'inter
     a, b = _ocular_indices(k, ocular_indices)
     d = np.linalg.norm(gt[:, a] - gt[:, b], axis=-1)
     d = np.where(visible[:, a] & visible[:, b], d, np.nan)
-  elif normalization == 'box_diagonal':
+  elif normalization in ('box_diagonal', 'box_size'):
     if boxes is None:
       lo = np.where(visible[..., None], gt, np.inf).min(axis=1)
       hi = np.where(visible[..., None], gt, -np.inf).max(axis=1)
@@ -78,7 +80,8 @@ def normalizers(gt: np.ndarray, visible: np.ndarray, normalization: str = 'inter
     else:
       boxes = np.asarray(boxes, np.float64).reshape(n, 4)
       size = boxes[:, 2:] - boxes[:, :2]
-    d = np.linalg.norm(size, axis=-1)
+    d = (np.linalg.norm(size, axis=-1) if normalization == 'box_diagonal'
+         else np.sqrt(np.prod(np.maximum(size, 0.0), axis=-1)))
   else:
     raise ValueError(f'normalization must be one of {NORMALIZATIONS}, not {normalization!r}')
   return np.where(d > 0, d, np.nan)
@@ -186,8 +189,8 @@ class LandmarkEvaluator(evaluator.Evaluator):
       threshold: of PCK, failure rate and AUC (0.1 in 300-W / WFLW).
       prefix: metric names' prefix, e.g. 'landmarks5/' for RetinaFace's 5 points.
       landmark_key: the batch and prediction key of the landmarks.
-    'box_diagonal' reads the batch's 'box' where the batch has one, else it uses the box
-    of the visible ground-truth points.
+    'box_diagonal' and 'box_size' read the batch's 'box' where the batch has one, else
+    they use the box of the visible ground-truth points.
     """
     if normalization not in NORMALIZATIONS:
       raise ValueError(f'normalization must be one of {NORMALIZATIONS}, '
@@ -199,7 +202,7 @@ class LandmarkEvaluator(evaluator.Evaluator):
     self.landmark_key = landmark_key
     self.prediction_keys = (landmark_key,)
     self.batch_keys = (landmark_key, 'example_valid') + (
-        ('box',) if normalization == 'box_diagonal' else ())
+        ('box',) if normalization in BOX_NORMALIZATIONS else ())
     self.reset()
 
   def reset(self) -> None:
@@ -218,7 +221,7 @@ class LandmarkEvaluator(evaluator.Evaluator):
     keep = np.asarray(batch.get('example_valid', np.ones(len(gt), bool)), bool)
     visible = gt[..., 2] > 0
     boxes = (np.asarray(batch['box'], np.float64)
-             if self.normalization == 'box_diagonal' and 'box' in batch else None)
+             if self.normalization in BOX_NORMALIZATIONS and 'box' in batch else None)
     d = normalizers(gt[..., :2], visible, self.normalization, self.ocular_indices, boxes)
     errors = normalized_errors(pred, gt[..., :2], visible, d)
     self._errors.append(errors[keep])

@@ -76,7 +76,8 @@ def retinaface_losses(config, anchors, outputs: dict, batch: dict) -> tuple[dict
         losses[name] = jnp.zeros((), jnp.float32)
         continue
       part = matched[..., lo:hi, :]
-      codes = box_ops.encode_points(part[..., :2], anchors[None], weight=10.0)
+      codes = box_ops.encode_points(part[..., :2], anchors[None],
+                                     weight=config.point_weight)
       weights = (part[..., 2] > 0) & labelled[..., None]
       losses[name] = _point_loss(outputs[key], codes, weights.astype(jnp.float32)) / (
           num_labelled)

@@ -43,7 +43,6 @@ from vision_jax.ops import image as image_ops
 from vision_jax.ops import suppression
 
 LEVEL_STRIDES = {'C2': 4, 'C3': 8, 'C4': 16, 'C5': 32}
-POINT_WEIGHT = 10.0  # 1 / the landmark variance 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +60,8 @@ class RetinaFaceConfig:
     ssh: put an SSH module on every level (False: the heads read the FPN directly).
     anchor_sizes: per level, the square anchor sides in input pixels.
     box_weights: box coder weights.
+    point_weight: landmark coder weight: codes are (p - anchor centre) * point_weight /
+      anchor size (10 = 1 / the reference's landmark variance 0.1).
     positive_iou, negative_iou: anchor matching (positive at or above, background
       below, ignored in between; every face also gets its best anchor).
     negatives_per_positive: OHEM ratio.
@@ -77,6 +78,7 @@ class RetinaFaceConfig:
   ssh: bool = True
   anchor_sizes: tuple = ((16.0, 32.0), (64.0, 128.0), (256.0, 512.0))
   box_weights: tuple = (10.0, 10.0, 5.0, 5.0)
+  point_weight: float = 10.0
   positive_iou: float = 0.5
   negative_iou: float = 0.3
   negatives_per_positive: int = 3
@@ -222,6 +224,6 @@ def detect(config: RetinaFaceConfig, outputs: dict, image_size: Sequence[int],
   }
   for key in ('landmarks', 'mesh'):
     codes = jnp.take_along_axis(outputs[key], index[..., None, None], axis=1)
-    points = box_ops.decode_points(codes, det_anchors, POINT_WEIGHT)
+    points = box_ops.decode_points(codes, det_anchors, config.point_weight)
     result[key] = jnp.where(valid[..., None, None], points, 0.0)
   return result
