@@ -82,6 +82,35 @@ def test_flow_moves_the_transferred_maps(edge):
   np.testing.assert_allclose(moved['C4'][:, :, -1], 0.0, atol=1e-6)  # zeros enter
 
 
+def test_transferred_prototypes_follow_the_flow():
+  """transfer_prototypes: a non-keyframe warps the keyframe's prototypes (identity at
+  init) by the P4 flow carried to their resolution, and runs no protonet."""
+  model = yolact_edge.YolactEdge(dataclasses.replace(SMALL, transfer_prototypes=True))
+  frames = jax.random.randint(jax.random.key(2), (1, 2, 64, 64, 3), 0, 255).astype(jnp.uint8)
+  variables = model.init(jax.random.key(0), frames[:, 0])
+  outputs, cache = model.apply(variables, frames[:, 0], method=yolact_edge.YolactEdge.keyframe)
+  np.testing.assert_array_equal(cache['prototypes'], outputs['prototypes'])
+  # On another frame the protonet would give other prototypes; the transfer keeps the key's.
+  again, _ = model.apply(variables, frames[:, 1], cache,
+                         method=yolact_edge.YolactEdge.non_keyframe)
+  np.testing.assert_allclose(again['prototypes'], cache['prototypes'], atol=1e-6)
+  own = model.apply(variables, frames[:, 1])['prototypes']
+  assert not np.allclose(own, cache['prototypes'], atol=1e-3)
+  params = jax.tree.map(lambda x: x, variables['params'])
+  bias = params['flow_net']['flow0']['bias']
+  params['flow_net']['flow0']['bias'] = bias.at[0].set(1.0)  # dx = 1 P4 pixel = 4 proto px
+  moved, _ = model.apply({**variables, 'params': params}, frames[:, 1], cache,
+                         method=yolact_edge.YolactEdge.non_keyframe)
+  np.testing.assert_allclose(moved['prototypes'][:, :, :-4], cache['prototypes'][:, :, 4:],
+                             atol=1e-5)
+  jaxpr = str(jax.make_jaxpr(lambda v, x, c: model.apply(
+      v, x, c, method=yolact_edge.YolactEdge.non_keyframe))(variables, frames[:, 1], cache))
+  plain = str(jax.make_jaxpr(lambda v, x, c: yolact_edge.YolactEdge(SMALL).apply(
+      v, x, c, method=yolact_edge.YolactEdge.non_keyframe))(
+          variables, frames[:, 1], {k: v for k, v in cache.items() if k != 'prototypes'}))
+  assert jaxpr.count('conv_general_dilated') < plain.count('conv_general_dilated')
+
+
 def test_clip_scan_uses_keyframes_every_k_frames(edge):
   model, variables, frames = edge
   run = jax.jit(lambda v, c, k: yolact_edge.predict_clip(model, v, c, keyframe_interval=k),

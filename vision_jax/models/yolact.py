@@ -240,12 +240,15 @@ class Yolact(nn.Module):
       raise ValueError(f'YOLACT input H, W must be multiples of 32, got {(h, w)}')
     return self.fpn(self.backbone(image_ops.normalize(images), train=train), train=train)
 
-  def outputs(self, pyramid, *, train: bool = False) -> dict:
-    """The heads on a pyramid (see `__call__`); the semantic logits only when training."""
+  def outputs(self, pyramid, *, train: bool = False, prototypes=None) -> dict:
+    """The heads on a pyramid (see `__call__`); the semantic logits only when training.
+    `prototypes` given (e.g. transferred from a keyframe) replace the protonet's."""
     c = self.config
     class_logits, box_deltas, coefficients = self.head(pyramid)
+    if prototypes is None:
+      prototypes = self.protonet(pyramid[0])
     out = {'class_logits': class_logits, 'box_deltas': box_deltas,
-           'coefficients': coefficients, 'prototypes': self.protonet(pyramid[0])}
+           'coefficients': coefficients, 'prototypes': prototypes}
     if c.semantic_head and (train or self.is_initializing()):
       out['semantic_logits'] = self.semantic(pyramid[0]).astype(jnp.float32)
     return out

@@ -15,7 +15,8 @@ predicts a flow to the keyframe at the P4 and P5 resolutions plus a per-channel 
 and bias; the cached C4 and C5 maps are warped by bilinear sampling
 (`vision_jax.ops.warp`) and calibrated (x * scale + bias). Then as YOLACT: P3 =
 upsample(warped P4) + the current C3 lateral, output convs, P6 and P7 from P5, the
-protonet and the shared head. The cache is the keyframe's until the next keyframe.
+protonet and the shared head (or, with `transfer_prototypes`, the keyframe's
+prototypes warped by the P4 flow). The cache is the keyframe's until the next keyframe.
 
 Flow convention: `flow[b, y, x] = (dx, dy)` in pixels of the level's map, pointing from
 the current frame's pixel to where that point is in the keyframe (backward flow), so
@@ -50,10 +51,15 @@ class YolactEdgeConfig(yolact.YolactConfig):
     flow_widths: widths of FeatFlowNet's stride-2 convs; the i-th gives the flow of
       the i-th transferred level (P4, P5).
     keyframe_interval: k: frames 0, k, 2k, ... of a clip are keyframes.
+    transfer_prototypes: non-keyframes also reuse the keyframe's prototypes, warped by
+      the P4 flow resized to their resolution, instead of running the protonet (not in
+      the reference: its non-keyframes run the protonet, which is the larger part of a
+      non-keyframe's FLOPs at 544 x 544; the README measures speed and mask AP).
   """
   flow_channels: int = 64
   flow_widths: tuple = (128, 256)
   keyframe_interval: int = 5
+  transfer_prototypes: bool = False
 
   def __post_init__(self):
     super().__post_init__()
@@ -121,13 +127,17 @@ class YolactEdge(yolact.Yolact):
                                 dtype=c.dtype)
 
   def keyframe(self, images, *, train: bool = False) -> tuple[dict, dict]:
-    """images [B, H, W, 3] -> (YOLACT outputs, cache {'C4', 'C5', 'C3_lateral'})."""
+    """images [B, H, W, 3] -> (YOLACT outputs, cache {'C4', 'C5', 'C3_lateral'} and,
+    with `transfer_prototypes`, 'prototypes')."""
     self._check_size(images)
     features = self.backbone(image_ops.normalize(images), train=train)
     pyramid, inter = self.fpn(features, train=train, with_intermediates=True)
     cache = {name: inter['merged'][name] for name in TRANSFERRED}
     cache['C3_lateral'] = inter['laterals'][COMPUTED]
-    return self.outputs(pyramid, train=train), cache
+    outputs = self.outputs(pyramid, train=train)
+    if self.config.transfer_prototypes:
+      cache['prototypes'] = outputs['prototypes']
+    return outputs, cache
 
   def transfer(self, cache: dict, lateral) -> tuple[dict, list]:
     """The cached maps warped to the current frame: ({'C4', 'C5'}, the flows)."""
@@ -158,7 +168,14 @@ class YolactEdge(yolact.Yolact):
       lateral = jax.lax.stop_gradient(lateral)
     warped, flows = self.transfer(cache, lateral)
     pyramid = self.fpn({}, train=train, top_down=warped, laterals={COMPUTED: lateral})
-    return self.outputs(pyramid, train=train), {'warped': warped, 'flows': flows}
+    prototypes = None
+    if self.config.transfer_prototypes:
+      key_prototypes = cache['prototypes']
+      flow = warp_ops.resize_flow(flows[0], key_prototypes.shape[1:3])
+      prototypes = warp_ops.warp(key_prototypes.astype(jnp.float32), flow).astype(
+          key_prototypes.dtype)
+    return (self.outputs(pyramid, train=train, prototypes=prototypes),
+            {'warped': warped, 'flows': flows})
 
   def _check_size(self, images):
     h, w = images.shape[1:3]
