@@ -37,6 +37,7 @@ from vision_jax.ops import landmarks as landmark_ops
 KINDS = ('heatmap', 'integral', 'regression')
 REFINEMENTS = ('quarter', 'dark')  # sub-pixel refinements of the heatmaps' argmax
 HEATMAP_STRIDE = 4
+HEATMAP_STRIDES = hourglass.STRIDES
 
 
 class LandmarkModel(nn.Module):

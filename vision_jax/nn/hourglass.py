@@ -68,6 +68,7 @@ from vision_jax.nn import norms
 
 BLOCKS = ('preact_bottleneck', 'basic')
 DOWNSAMPLES = ('maxpool', 'stride')
+STRIDES = (4, 2)  # StackedHourglass: input pixels per heatmap cell
 
 # torch.nn.Conv2d's default kernel init: kaiming_uniform_(a=sqrt(5)) = U(+-1/sqrt(fan_in)).
 torch_conv_init = nn.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform')
@@ -327,8 +328,8 @@ class StackedHourglass(nn.Module):
     """
     if self.num_stacks < 1:
       raise ValueError(f'num_stacks must be >= 1, not {self.num_stacks}')
-    if self.stride not in (2, 4):
-      raise ValueError(f'stride must be 2 or 4, not {self.stride}')
+    if self.stride not in STRIDES:
+      raise ValueError(f'stride must be one of {STRIDES}, not {self.stride}')
     h, w = images.shape[1:3]
     multiple = self.stride * 2**self.depth
     if h % multiple or w % multiple:

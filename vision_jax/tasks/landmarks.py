@@ -56,18 +56,19 @@ class LandmarkTask(base.ConfigSplits, base.Task):
     if self.kind not in landmark_models.KINDS:
       raise config_lib.ConfigError(f'config.model.kind={self.kind!r}: one of '
                                    f'{landmark_models.KINDS}')
-    refine = config.eval.get('heatmap_refinement', 'quarter')
-    if refine not in landmark_models.REFINEMENTS:
-      raise config_lib.ConfigError(f'config.eval.heatmap_refinement={refine!r}: one of '
-                                   f'{landmark_models.REFINEMENTS}')
+    self.refinement = config.eval.get('heatmap_refinement', 'quarter')
+    if self.refinement not in landmark_models.REFINEMENTS:
+      raise config_lib.ConfigError(
+          f'config.eval.heatmap_refinement={self.refinement!r}: one of '
+          f'{landmark_models.REFINEMENTS}')
     self.size = int(data.image_size[0])
     if tuple(data.image_size) != (self.size, self.size):
       raise config_lib.ConfigError(f'config.data.image_size={tuple(data.image_size)}: '
                                    'landmark crops are square')
     stride = int(m.get('heatmap_stride', landmark_models.HEATMAP_STRIDE))
-    if stride not in (2, 4):
-      raise config_lib.ConfigError(f'config.model.heatmap_stride={stride}: 4 (the '
-                                   'reference) or 2')
+    if stride not in landmark_models.HEATMAP_STRIDES:
+      raise config_lib.ConfigError(f'config.model.heatmap_stride={stride}: one of '
+                                   f'{landmark_models.HEATMAP_STRIDES} (4: the reference)')
     multiple = 32 if self.kind == 'regression' else stride * 2**int(m.depth)
     if self.size % multiple:
       raise config_lib.ConfigError(
@@ -135,7 +136,7 @@ class LandmarkTask(base.ConfigSplits, base.Task):
   def _decode(self, outputs):
     return landmark_models.decode(
         outputs, kind=self.kind, image_size=self.size,
-        refine=self.config.eval.get('heatmap_refinement', 'quarter'),
+        refine=self.refinement,
         sigma=float(self.config.loss.sigma))
 
   def _points(self, variables, images, flip: bool):
