@@ -1,7 +1,7 @@
 """Speed, measured as ratios in one run: an experiment's train or predict step, or one op.
 
   python -m launch.benchmark --config=experiments/centernet_shapes.py
-  python -m launch.benchmark --op=roi_align            # also nms, conv3x3, deform_conv2d
+  python -m launch.benchmark --op=roi_align  # also nms, conv3x3, deform_conv2d, corner_pool
   python -m launch.benchmark --config=experiments/mask_rcnn_coco.py:bench --steps=5
   python -m launch.benchmark --config=experiments/yolact_coco.py:bench --steps=5
   python -m launch.benchmark --config=experiments/mask_rcnn_coco.py:bench --mode=predict
@@ -23,8 +23,10 @@ Side by side with torchvision (every --op, and an experiment whose config sets
 core, '1' pins the process to one core with XLA and torch at one thread. It prints a
 table (side, threads, seconds, CPU use, ours / torchvision's time) per setting, and
 whether one thread held. The torchvision side is reported as skipped when torch and
-torchvision do not import. A train step without a torchvision reference runs in this
-process, at all threads, unless --threads is given.
+torchvision do not import. (--op=corner_pool has no torchvision op to compare with: its
+other side is plain torch, `torch.cummax`, labelled torch, and needs torch only.) A train
+step without a torchvision reference runs in this process, at all threads, unless
+--threads is given.
 
 The results JSON (--output) holds, for a comparison, each setting's results under
 'threads=<setting>' and the ratios under 'summary'; otherwise the flat results.
@@ -44,7 +46,7 @@ torchvision_reference.import_error()
 from launch import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 flags.DEFINE_string('op', None, 'Benchmark one op instead of a train step: roi_align, nms, '
-                    'conv3x3 or deform_conv2d.')
+                    'conv3x3, deform_conv2d or corner_pool.')
 flags.DEFINE_string('op_kwargs', None, 'JSON object of keyword arguments for the op case, '
                     'e.g. \'{"num_boxes": 1000}\' (see vision_jax/benchmarks/ops.py).')
 flags.DEFINE_enum('mode', None, ['train_step', 'predict'], 'What an experiment\'s benchmark '

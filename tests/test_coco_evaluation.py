@@ -247,3 +247,112 @@ def test_summary_equals_pycocotools_and_reads_ap_at_the_configured_max_detection
              for i in {d['image_id'] for d in detections}) <= 20
   np.testing.assert_allclose(coco.coco_stats(truth, detections, 'bbox', max_detections=20),
                              ours, atol=1e-12)
+
+
+def _fdr_case():
+  """One 100 x 100 image at scale 1; ground truth: a class-0 box A and a class-1 box B.
+
+  Detections (class, box, score) and their outcome at the default threshold 0.3:
+    0, A,                 0.9   true positive (takes A)
+    0, A shifted by 1 px, 0.8   duplicate of A (IoU 0.9 with the taken A): false
+    1, A,                 0.7   wrong class (no class-1 object there): false
+    1, 27 x 15 inside B,  0.6   IoU 405 / 900 = 0.45 with B: false
+    1, B,                 0.2   below 0.3: ignored (it would have matched B)
+  -> 3 false discoveries of 4 detections; at threshold 0.1, 3 of 5.
+  """
+  a, b = [10, 10, 50, 50], [60, 60, 90, 90]
+  batch = {'image_id': np.array([1]), 'scale': np.ones(1, np.float32),
+           'orig_size': np.array([[100, 100]], np.int32),
+           'boxes': np.array([[a, b]], np.float32), 'classes': np.array([[0, 1]], np.int32),
+           'valid': np.ones((1, 2), bool), 'is_crowd': np.zeros((1, 2), bool)}
+  detections = [(0, a, 0.9), (0, [11, 11, 51, 51], 0.8), (1, a, 0.7),
+                (1, [60, 60, 87, 75], 0.6), (1, b, 0.2)]
+  predictions = {'boxes': np.array([[box for _, box, _ in detections]], np.float32),
+                 'scores': np.array([[score for _, _, score in detections]], np.float32),
+                 'classes': np.array([[cls for cls, _, _ in detections]], np.int32),
+                 'valid': np.ones((1, 5), bool)}
+  return batch, predictions
+
+
+def test_false_discovery_rate_of_a_hand_made_case():
+  batch, predictions = _fdr_case()
+  evaluator = coco.CocoEvaluator(NAMES)
+  evaluator.add(batch, predictions)
+  results = evaluator.evaluate()
+  assert results['box/false_discovery_rate'] == pytest.approx(3 / 4)
+  # The threshold is the constructor's: at 0.1 the low-score detection counts (and
+  # matches B, which the IoU-0.45 one did not take).
+  lower = coco.CocoEvaluator(NAMES, fdr_score_threshold=0.1)
+  lower.add(batch, predictions)
+  assert lower.evaluate()['box/false_discovery_rate'] == pytest.approx(3 / 5)
+  # Duplicates are the greedy matching's: alone, the first two give 1 of 2.
+  truth, detections = evaluator.ground_truth(), evaluator.detections()
+  assert coco.false_discovery_rate(truth, detections[:2]) == pytest.approx(1 / 2)
+  assert coco.false_discovery_rate(truth, detections[:1]) == 0.0
+
+
+def test_false_discovery_rate_ignores_crowds_and_is_zero_without_detections():
+  batch, predictions = _fdr_case()
+  # Class 0's duplicate lies on a crowd region: ignored (3 - 1 false of 4 - 1).
+  crowd = dict(batch, boxes=np.array([[[10, 10, 50, 50], [60, 60, 90, 90],
+                                       [11, 11, 51, 51]]], np.float32),
+               classes=np.array([[0, 1, 0]], np.int32), valid=np.ones((1, 3), bool),
+               is_crowd=np.array([[False, False, True]]))
+  evaluator = coco.CocoEvaluator(NAMES)
+  evaluator.add(crowd, predictions)
+  assert evaluator.evaluate()['box/false_discovery_rate'] == pytest.approx(2 / 3)
+  # Only detections below the threshold (or none at all): 0.0, reported for every bbox
+  # evaluation.
+  low = dict(predictions, scores=np.full((1, 5), 0.29, np.float32))
+  for preds in (low, dict(predictions, valid=np.zeros((1, 5), bool))):
+    evaluator = coco.CocoEvaluator(NAMES, iou_types=('bbox', 'segm'))
+    evaluator.add(dict(batch, masks=np.zeros((1, 2, 100, 100), np.uint8)),
+                  dict(preds, masks=np.zeros((1, 5, 100, 100), np.float32)))
+    results = evaluator.evaluate()
+    assert results['box/false_discovery_rate'] == 0.0
+    assert 'mask/false_discovery_rate' not in results
+
+
+def test_false_discovery_rate_matches_like_pycocotools():
+  """At IoU 0.5 each counted detection is false exactly where pycocotools' own matching
+  (evaluateImg, every detection, area 'all') leaves it unmatched and not ignored."""
+  import contextlib
+  import copy
+  import io
+  from pycocotools import cocoeval
+  rng = np.random.default_rng(7)
+  evaluator = coco.CocoEvaluator(NAMES)
+  for batch in _batches(seed=4):
+    batch['is_crowd'] = batch['valid'] & (rng.uniform(size=batch['valid'].shape) < 0.2)
+    predictions = _perfect(batch)
+    # Each object twice (duplicates), jittered, some with the wrong class.
+    predictions = {k: np.concatenate([v, v], 1) for k, v in predictions.items()
+                   if k in ('boxes', 'scores', 'classes', 'valid')}
+    boxes = predictions['boxes'] + rng.normal(0, 3, predictions['boxes'].shape)
+    # Not inverted: pycocotools drops a box of negative area from area range 'all'.
+    predictions['boxes'] = np.concatenate([np.minimum(boxes[..., :2], boxes[..., 2:]),
+                                           np.maximum(boxes[..., :2], boxes[..., 2:])], -1)
+    predictions['scores'] = rng.uniform(0.0, 1.0, predictions['scores'].shape)
+    predictions['classes'] = np.where(rng.uniform(size=predictions['classes'].shape) < 0.2,
+                                      (predictions['classes'] + 1) % 3, predictions['classes'])
+    evaluator.add(batch, predictions)
+  truth, detections = evaluator.ground_truth(), evaluator.detections()
+  kept = [d for d in detections if d['score'] >= 0.3]
+  with contextlib.redirect_stdout(io.StringIO()):
+    gt = coco_api.COCO()
+    gt.dataset = copy.deepcopy(truth)
+    gt.createIndex()
+    reference = cocoeval.COCOeval(gt, gt.loadRes(copy.deepcopy(kept)), 'bbox')
+    reference.params.iouThrs = np.array([0.5])
+    reference.params.areaRng, reference.params.areaRngLbl = [[0, 1e10]], ['all']
+    reference.params.maxDets = [10**6]
+    reference.evaluate()
+  false = counted = 0
+  for record in reference.evalImgs:
+    if record is not None:
+      matched, ignored = record['dtMatches'][0] > 0, record['dtIgnore'][0].astype(bool)
+      false += int(np.sum(~matched & ~ignored))
+      counted += int(np.sum(~ignored))
+  assert counted > 0 and 0 < false < counted
+  assert any(a['iscrowd'] for a in truth['annotations'])
+  assert coco.false_discovery_rate(truth, detections) == pytest.approx(false / counted)

@@ -1,6 +1,8 @@
 """The op benchmark runs end to end on a tiny case (speed itself is not asserted)."""
+import numpy as np
 import pytest
 
+from vision_jax import ops as vops
 from vision_jax.benchmarks import ops as ops_benchmark
 
 
@@ -61,3 +63,30 @@ def test_conv3x3_benchmark_reports_times_and_ratios():
               'conv_fwd_ratio_to_matmul', 'conv_fwd_bwd_ratio_to_matmul'):
     assert results[key] > 0.0, key
   assert 'xla_flags' in results and 'torchvision' in results
+
+
+def test_corner_pool_benchmark_reports_times_and_its_torch_side():
+  results = ops_benchmark.run('corner_pool', batch=1, size=8, channels=4, repeats=1,
+                              use_torch=False)
+  for key in ('corner_pool_fwd_s', 'corner_pool_fwd_bwd_s', 'compile_corner_pool_fwd_bwd_s'):
+    assert results[key] > 0.0, key
+  assert results['jax_threads'] >= 1 and 'corner_pool_fwd_busy_threads' in results
+  assert results['torchvision'] == 'skipped: use_torch=False'
+  assert [m['name'] for m in results['measurements']] == ['corner_pool_fwd',
+                                                          'corner_pool_fwd_bwd']
+
+
+def test_corner_pool_against_torch_cummax_at_a_tiny_size():
+  torch = pytest.importorskip('torch')
+  # Each direction alone (the sum would hide a swapped top / bottom).
+  x = np.random.default_rng(1).standard_normal((2, 5, 7, 3), np.float32)
+  for direction in ops_benchmark.CORNER_POOL_DIRECTIONS:
+    theirs = ops_benchmark._torch_corner_pool(  # pylint: disable=protected-access
+        torch, torch.tensor(x.transpose(0, 3, 1, 2).copy()), direction)
+    np.testing.assert_array_equal(np.asarray(vops.corner_pool(x, direction)),
+                                  theirs.numpy().transpose(0, 2, 3, 1), err_msg=direction)
+  results = ops_benchmark.run('corner_pool', batch=2, size=9, channels=3, repeats=1)
+  assert results['max_abs_diff_fwd'] < 1e-5 and results['max_abs_diff_grad'] < 1e-5
+  for name in ('corner_pool_fwd', 'corner_pool_fwd_bwd'):
+    assert results[f'torch_{name}_s'] > 0 and results[f'speedup_{name}'] > 0, name
+  assert results['torch_threads'] >= 1

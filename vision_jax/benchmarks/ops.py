@@ -1,6 +1,6 @@
 """Speed of single ops, side by side with torchvision's CPU kernels when torch is importable.
 
-  python -m launch.benchmark --op=roi_align            # also nms, conv3x3, deform_conv2d
+  python -m launch.benchmark --op=roi_align  # also nms, conv3x3, deform_conv2d, corner_pool
   python -c "from vision_jax.benchmarks import ops; print(ops.run('roi_align'))"
   python -c "...; print(ops.run('roi_align', sampling_ratio=0))"   # detectron2's ROIAlignV2
 
@@ -35,6 +35,16 @@ forward, and forward+backward with the gradients of the input, offsets, kernel (
 identical inputs on both sides (no bias). It reports the sampled-columns size
 (`deform_conv2d_columns_MB`, [N, Ho, Wo, 9, C] float32), the forward's matmul FLOP rate as a
 ratio to this machine's, and ours minus torchvision's forward (`max_abs_diff`).
+`corner_pool` times `vision_jax.ops.corner_pool` at CornerNet's Hourglass-104 feature size
+(2 images, 128x128, 256 channels, NHWC float32), all four directions summed as the
+top-left and bottom-right modules use them (top + left + bottom + right): forward, and
+forward+backward (the input gradient of a random cotangent). Torchvision has no corner
+pool, so the other side is plain torch: `torch.cummax` on the same values in NCHW,
+`torch.flip` before and after for the reverse directions (top, left), the same sum and
+the same cotangent; it needs torch only, and its results are labelled 'torch'. It
+reports ours minus torch's forward output (`max_abs_diff_fwd`) and input gradient
+(`max_abs_diff_grad`); the random inputs have no ties, where the two would route
+gradients differently (`vision_jax.ops.corner_pooling`'s module doc).
 All results are medians of `repeats` runs after a warm-up, measured in the same process;
 timings on a shared machine are noisy, so compare ratios from one quiet run. Each timed
 loop also reports its CPU use (`<name>_cpu_per_wall`: cores kept busy on average;
@@ -498,13 +508,122 @@ def _deform_conv2d(num_images=1, channels=128, size=(100, 136), kernel_size=3,
   return results
 
 
+CORNER_POOL_DIRECTIONS = ('top', 'left', 'bottom', 'right')
+CORNER_POOL_NOTE = ('torch side: torch.cummax on NCHW (torch.flip for top and left); no '
+                    'torchvision op exists; both sides sum the four pools and compute the '
+                    'input gradient of the same cotangent')
+CORNER_POOL_MEASUREMENTS = tuple(
+    {'name': f'corner_pool_{part}',
+     'sides': [('ours', f'corner_pool_{part}_s', 'jax'),
+               ('torch', f'torch_corner_pool_{part}_s', 'torch')]}
+    for part in ('fwd', 'fwd_bwd'))
+
+
+def _torch_alone():
+  """torch, or None when it does not import (the corner pool side needs no torchvision)."""
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  return torch
+
+
+def _four_corner_pools(x: jax.Array) -> jax.Array:
+  """top(x) + left(x) + bottom(x) + right(x) of `vops.corner_pool`; [N, H, W, C] both."""
+  return sum(vops.corner_pool(x, direction) for direction in CORNER_POOL_DIRECTIONS)
+
+
+# direction -> (dim of an NCHW tensor, running max from the end of that dim?)
+_TORCH_CORNER_SCANS = {'top': (2, True), 'left': (3, True), 'bottom': (2, False),
+                       'right': (3, False)}
+
+
+def _torch_corner_pool(torch, x, direction: str):
+  """`vops.corner_pool` with torch.cummax on x [N, C, H, W]: 'top' / 'left' are running
+  maxima from the bottom row / right column (flip, cummax, flip back), 'bottom' / 'right'
+  from the top row / left column."""
+  dim, reverse = _TORCH_CORNER_SCANS[direction]
+  if reverse:
+    return torch.flip(torch.cummax(torch.flip(x, (dim,)), dim).values, (dim,))
+  return torch.cummax(x, dim).values
+
+
+def _torch_four_corner_pools(torch, x):
+  """`_four_corner_pools` in torch: x and the result [N, C, H, W]."""
+  return sum(_torch_corner_pool(torch, x, d) for d in CORNER_POOL_DIRECTIONS)
+
+
+def _corner_pool(batch=2, size=128, channels=256, repeats=10, seed=0,
+                 use_torch=True) -> dict:
+  """CornerNet's corner pooling at Hourglass-104 feature size ([batch, size, size,
+  channels] float32 NHWC): the four pools summed (top + left + bottom + right, as the
+  top-left and bottom-right modules together), forward and forward+backward (the input
+  gradient of a random cotangent), ours against torch.cummax on the same values in NCHW.
+  Normal random inputs have no ties, so both sides route every gradient alike."""
+  rng = np.random.default_rng(seed)
+  x_np = rng.standard_normal((batch, size, size, channels), np.float32)
+  cotangent_np = rng.standard_normal((batch, size, size, channels), np.float32)
+  x, cotangent = jnp.asarray(x_np), jnp.asarray(cotangent_np)
+
+  def both(x, cotangent):
+    out, vjp = jax.vjp(_four_corner_pools, x)
+    return out, vjp(cotangent)[0]
+
+  forward = jax.jit(_four_corner_pools)
+  forward_backward = jax.jit(both)
+  results: dict[str, Any] = {
+      'case': (f'{batch}x{size}x{size}x{channels} float32 NHWC, top + left + bottom + '
+               'right pools summed'),
+      'jax_backend': jax.default_backend(),
+      'jax_threads': threads.jax_threads(),
+      'note': CORNER_POOL_NOTE,
+      'measurements': CORNER_POOL_MEASUREMENTS,
+      'corner_pool_map_MB': 4 * x_np.size / 1e6,
+  }
+  start = time.perf_counter()
+  forward_backward.lower(x, cotangent).compile()
+  results['compile_corner_pool_fwd_bwd_s'] = time.perf_counter() - start
+  _timed(results, 'corner_pool_fwd_s', forward, x, repeats=repeats)
+  _timed(results, 'corner_pool_fwd_bwd_s', forward_backward, x, cotangent, repeats=repeats)
+
+  torch = _torch_alone() if use_torch else None
+  if torch is None:  # under 'torchvision', where the table reads any op's reference status
+    results['torchvision'] = ('skipped: use_torch=False' if not use_torch
+                              else 'skipped: torch not importable')
+    return results
+  results.update(_torch_threads(torch))
+  nchw = lambda a: torch.tensor(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
+  x_t, cotangent_t = nchw(x_np), nchw(cotangent_np)
+  leaf = x_t.clone().requires_grad_()
+
+  def torch_forward_backward():
+    leaf.grad = None
+    out = _torch_four_corner_pools(torch, leaf)
+    out.backward(cotangent_t)
+    return out, leaf.grad
+
+  ours_out, ours_grad = (np.asarray(a) for a in forward_backward(x, cotangent))
+  torch_out, torch_grad = (t.detach().numpy().transpose(0, 2, 3, 1)
+                           for t in torch_forward_backward())
+  results['max_abs_diff_fwd'] = float(np.abs(ours_out - torch_out).max())
+  results['max_abs_diff_grad'] = float(np.abs(ours_grad - torch_grad).max())
+  with torch.no_grad():
+    _timed_torch(results, 'torch_corner_pool_fwd_s',
+                 lambda: _torch_four_corner_pools(torch, x_t), repeats=repeats)
+  _timed_torch(results, 'torch_corner_pool_fwd_bwd_s', torch_forward_backward,
+               repeats=repeats)
+  for name in ('corner_pool_fwd', 'corner_pool_fwd_bwd'):
+    results[f'speedup_{name}'] = results[f'torch_{name}_s'] / results[f'{name}_s']
+  return results
+
+
 _OPS = {'roi_align': _roi_align, 'nms': _nms, 'conv3x3': _conv3x3,
-        'deform_conv2d': _deform_conv2d}
+        'deform_conv2d': _deform_conv2d, 'corner_pool': _corner_pool}
 
 
 def run(op: str, **kwargs) -> dict:
-  """Benchmarks `op` ('roi_align', 'nms', 'conv3x3', 'deform_conv2d'); kwargs override the
-  case (see the functions)."""
+  """Benchmarks `op` ('roi_align', 'nms', 'conv3x3', 'deform_conv2d', 'corner_pool');
+  kwargs override the case (see the functions)."""
   if op not in _OPS:
     raise ValueError(f'unknown op {op!r}; benchmarked ops: {sorted(_OPS)}')
   return _OPS[op](**kwargs)

@@ -30,6 +30,10 @@ Predictions (numpy):
                              mapped back (`paste_mask`, detectron2's bilinear paste).
   keypoints  [B, D, K, 3]    (x, y, score) input pixels (iou 'keypoints').
 Metrics that pycocotools cannot define (no ground truth in an area range) are -1.
+
+Every bbox evaluation also reports `box/false_discovery_rate` (`false_discovery_rate`):
+the fraction of detections scoring >= `fdr_score_threshold` (default 0.3) that match no
+ground truth at IoU >= 0.5 (COCO-style greedy matching; 0.0 without such detections).
 """
 import contextlib
 import copy
@@ -52,6 +56,8 @@ _BOX_STATS = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl', 'AR1', 'AR10', 'AR100',
               'ARm', 'ARl')
 _KEYPOINT_STATS = ('AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50', 'AR75', 'ARm', 'ARl')
 DEFAULT_KEYPOINT_SIGMA = 0.05
+FDR_SCORE_THRESHOLD = 0.3
+FDR_IOU_THRESHOLD = 0.5
 
 
 def coco_categories(class_names: Sequence[str], category_ids: Sequence[int] | None = None,
@@ -239,7 +245,7 @@ class CocoEvaluator(evaluator.Evaluator):
                keypoint_skeleton: Sequence[tuple[int, int]] = (),
                keypoint_sigmas: Sequence[float] | None = None,
                max_detections: int = 100, ground_truth: dict | None = None,
-               mask_key: str = 'masks'):
+               mask_key: str = 'masks', fdr_score_threshold: float = FDR_SCORE_THRESHOLD):
     """Args:
       class_names: 0-based class names.
       iou_types: subset of ('bbox', 'segm', 'keypoints'); metric prefixes box/, mask/,
@@ -251,6 +257,8 @@ class CocoEvaluator(evaluator.Evaluator):
       ground_truth: the original annotations as a COCO json dict (scored against, for
         the images added); None: rebuilt from the batches.
       mask_key: the predictions' mask field, 'masks' or 'mask_probs' (module doc).
+      fdr_score_threshold: detections scoring at least this count towards
+        'box/false_discovery_rate' (`false_discovery_rate`).
     """
     unknown = set(iou_types) - set(IOU_TYPES)
     if unknown:
@@ -271,6 +279,7 @@ class CocoEvaluator(evaluator.Evaluator):
     self.max_detections = max_detections
     self.original = ground_truth
     self.mask_key = mask_key
+    self.fdr_score_threshold = float(fdr_score_threshold)
     keys = ['boxes', 'scores', 'classes', 'valid']
     keys += [mask_key] if self._with_masks else []
     keys += ['keypoints'] if self._with_keypoints else []
@@ -345,7 +354,9 @@ class CocoEvaluator(evaluator.Evaluator):
     return list(self._detections)
 
   def evaluate(self) -> dict[str, float]:
-    """Flat metrics: {'box/AP', 'box/AP50', ..., 'box/AR100', ...} per iou type."""
+    """Flat metrics: {'box/AP', 'box/AP50', ..., 'box/AR100', ...} per iou type, and
+    with 'bbox' 'box/false_discovery_rate' (`false_discovery_rate` at
+    `fdr_score_threshold`)."""
     truth = self.ground_truth()
     results = {}
     for iou_type in self.iou_types:
@@ -358,6 +369,9 @@ class CocoEvaluator(evaluator.Evaluator):
         if iou_type != 'keypoints' and name == 'AR100':
           name = f'AR{self.max_detections}'
         results[f'{prefix}/{name}'] = value
+      if iou_type == 'bbox':
+        results['box/false_discovery_rate'] = false_discovery_rate(
+            truth, self._detections, score_threshold=self.fdr_score_threshold)
     self._results = results
     return dict(results)
 
@@ -435,3 +449,82 @@ def _box_stats(coco_eval) -> list[float]:
           *(mean(recall[:, :, 0, m]) for m in range(3)),
           *(mean(recall[:, :, a, -1]) for a in (1, 2, 3))]
 
+
+
+def _box_iou(detections: np.ndarray, truths: np.ndarray, crowd: np.ndarray) -> np.ndarray:
+  """[D, G] IoU of [D, 4] detections and [G, 4] ground truths, both (x, y, w, h).
+
+  pycocotools' bbox IoU: areas w * h (no +1); against a crowd ground truth (crowd [G]
+  bool) the "union" is the detection's own area (intersection / detection area).
+  """
+  d = np.asarray(detections, np.float64).reshape(-1, 4)
+  g = np.asarray(truths, np.float64).reshape(-1, 4)
+  width = (np.minimum(d[:, None, 0] + d[:, None, 2], g[None, :, 0] + g[None, :, 2])
+           - np.maximum(d[:, None, 0], g[None, :, 0]))
+  height = (np.minimum(d[:, None, 1] + d[:, None, 3], g[None, :, 1] + g[None, :, 3])
+            - np.maximum(d[:, None, 1], g[None, :, 1]))
+  inter = np.clip(width, 0, None) * np.clip(height, 0, None)
+  area_d = (d[:, 2] * d[:, 3])[:, None]
+  union = np.where(crowd[None, :], area_d, area_d + (g[:, 2] * g[:, 3])[None, :] - inter)
+  return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def _greedy_match(ious: np.ndarray, crowd: np.ndarray, iou_threshold: float) -> np.ndarray:
+  """COCO's greedy matching of one image and class: [D] int per detection row.
+
+  Rows of `ious` [D, G] are detections in descending score order. Each takes the
+  highest-IoU ground truth that is not a crowd, not yet taken and has IoU >=
+  iou_threshold: 1 (matched). Failing that, one overlapping a crowd region at IoU >=
+  iou_threshold (crowd IoU, `_box_iou`): -1 (ignored, as pycocotools ignores it).
+  Otherwise 0 (a false discovery: duplicates of a taken object land here).
+  """
+  taken = np.zeros(ious.shape[1], bool)
+  outcome = np.zeros(ious.shape[0], np.int64)
+  for row, iou in enumerate(ious):
+    free = np.flatnonzero(~crowd & ~taken & (iou >= iou_threshold))
+    if free.size:
+      taken[free[np.argmax(iou[free])]] = True
+      outcome[row] = 1
+    elif np.any(crowd & (iou >= iou_threshold)):
+      outcome[row] = -1
+  return outcome
+
+
+def false_discovery_rate(truth: dict, detections: list[dict], *,
+                         score_threshold: float = FDR_SCORE_THRESHOLD,
+                         iou_threshold: float = FDR_IOU_THRESHOLD) -> float:
+  """The fraction of detections scoring >= score_threshold that match no ground truth.
+
+  Boxes are COCO json `bbox` (x, y, w, h) in original-image pixels, as pycocotools
+  reads them. Only detections with score >= score_threshold take part (every one added:
+  not capped at max_detections). Per image and category, in descending score order
+  (stable), each detection greedily takes the highest-IoU still-unmatched non-crowd
+  ground truth of its category with IoU >= iou_threshold (`_greedy_match`, pycocotools'
+  rule), so a second detection of an already matched object is a false discovery, as is
+  one of a category the image lacks there. A detection that matches nothing but covers a
+  crowd annotation (`iscrowd` 1) at crowd IoU >= iou_threshold (intersection over the
+  detection's area) is ignored: it counts in neither numerator nor denominator. An
+  inverted box (negative width or height) overlaps nothing, so it is a false discovery
+  (pycocotools drops it instead: its negative area is outside area range 'all').
+
+  Returns:
+    false discoveries / (detections >= score_threshold not ignored); 0.0 when there are
+    none.
+  """
+  truths: dict[tuple[int, int], list[dict]] = {}
+  for ann in truth['annotations']:
+    truths.setdefault((ann['image_id'], ann['category_id']), []).append(ann)
+  kept: dict[tuple[int, int], list[dict]] = {}
+  for det in detections:
+    if det['score'] >= score_threshold:
+      kept.setdefault((det['image_id'], det['category_id']), []).append(det)
+  false, counted = 0, 0
+  for key, dets in kept.items():
+    dets = sorted(dets, key=lambda d: -d['score'])  # stable, as pycocotools' mergesort
+    gts = truths.get(key, [])
+    crowd = np.array([bool(g.get('iscrowd', 0)) for g in gts], bool)
+    ious = _box_iou([d['bbox'] for d in dets], [g['bbox'] for g in gts], crowd)
+    outcome = _greedy_match(ious, crowd, iou_threshold)
+    false += int(np.sum(outcome == 0))
+    counted += int(np.sum(outcome >= 0))
+  return false / counted if counted else 0.0
