@@ -23,9 +23,6 @@ from vision_jax.train import predict
 
 CENTERNET = launcher.experiment('centernet_shapes.py', 'tiny')
 CGAN = launcher.experiment('cgan_digits.py', 'tiny')
-# A tiny, fast run: 2 steps, one checkpoint, a small batch.
-TRAIN_FAST = ('--config.train.steps=2', '--config.train.checkpoint_every=2',
-              '--config.train.log_every=1', '--config.train.batch_size=2')
 
 # What a user without vision_jax runs (README, "Export"): jax, numpy and json only.
 LOADER = r'''
@@ -66,12 +63,13 @@ def _assert_same(actual: dict, expected: dict):
       np.testing.assert_array_equal(actual[key], value, err_msg=key)
 
 
-def test_centernet_export_runs_without_vision_jax_and_matches_predict(tmp_path):
-  data_dir, workdir, out = tmp_path / 'tfds', tmp_path / 'work', tmp_path / 'exported'
-  code, log = launcher.launch('train', CENTERNET, f'--workdir={workdir}', *TRAIN_FAST,
-                              data_dir=data_dir)
-  assert code == 0, log[-3000:]
+def check_centernet_export(workdir, data_dir, tmp_path, step: int):
+  """`launch.export` of a CenterNet `:tiny` workdir trained to `step` runs without
+  vision_jax and matches predict; a second export into the folder is refused.
 
+  Called by tests/test_centernet_end_to_end.py on the workdir it has just trained, so
+  that the suite trains the tiny CenterNet once for both (CI time)."""
+  out = tmp_path / 'exported'
   code, log = launcher.launch('export', CENTERNET, f'--workdir={workdir}', f'--output={out}',
                               data_dir=data_dir)
   assert code == 0, log[-3000:]
@@ -79,7 +77,7 @@ def test_centernet_export_runs_without_vision_jax_and_matches_predict(tmp_path):
   manifest = json.loads((out / 'manifest.json').read_text())
   assert sorted(os.listdir(out)) == ['manifest.json', 'predict.jax_exported']
   assert manifest['format'] == export.FORMAT and manifest['task'] == 'centernet'
-  assert manifest['step'] == 2 and manifest['platforms'] == ['cpu']
+  assert manifest['step'] == step and manifest['platforms'] == ['cpu']
   assert manifest['config_name'] == CENTERNET
   entry = manifest['functions']['predict']
   # Only what the model reads: the letterboxed image (scale, orig_size, ... dropped).
