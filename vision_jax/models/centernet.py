@@ -178,9 +178,7 @@ def decode(outputs: dict, *, max_detections: int = 100, stride: int = OUTPUT_STR
   """
   heat = jax.nn.sigmoid(jnp.asarray(outputs['heatmap'], jnp.float32))
   batch, h, w, c = heat.shape
-  pooled = jax.lax.reduce_window(heat, -jnp.inf, jax.lax.max, (1, pool_size, pool_size, 1),
-                                 (1, 1, 1, 1), 'SAME')
-  peaks = jnp.where(pooled == heat, heat, 0.0)
+  peaks = heatmaps.local_peaks(heat, pool_size)
   k = min(max_detections, h * w * c)
   scores, flat = jax.lax.top_k(peaks.reshape(batch, h * w * c), k)
   classes = (flat % c).astype(jnp.int32)

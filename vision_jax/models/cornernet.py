@@ -284,14 +284,6 @@ class CornerNet(nn.Module):
 # Decoding.
 
 
-def _peaks(logits, kernel: int):
-  """sigmoid, zeroed off the local maxima of a kernel x kernel window (plateaus kept)."""
-  heat = jax.nn.sigmoid(jnp.asarray(logits, jnp.float32))
-  pooled = jax.lax.reduce_window(heat, -jnp.inf, jax.lax.max, (1, kernel, kernel, 1),
-                                 (1, 1, 1, 1), 'SAME')
-  return jnp.where(pooled == heat, heat, 0.0)
-
-
 def top_keypoints(logits, offsets, k: int, *, kernel: int = 3, stride: int = OUTPUT_STRIDE,
                   embeddings=None) -> dict:
   """The k best heatmap peaks over classes and positions, with their offsets applied.
@@ -308,7 +300,7 @@ def top_keypoints(logits, offsets, k: int, *, kernel: int = 3, stride: int = OUT
     {'scores' [B, k] descending, 'classes' [B, k] int32, 'x', 'y' [B, k] input pixels
      ((cell + offset) * stride), and 'embed' [B, k] when embeddings are given}.
   """
-  peaks = _peaks(logits, kernel)
+  peaks = heatmaps.local_peaks(jax.nn.sigmoid(jnp.asarray(logits, jnp.float32)), kernel)
   b, h, w, c = peaks.shape
   scores, flat = jax.lax.top_k(peaks.reshape(b, h * w * c), min(k, h * w * c))
   pos = (flat // c).astype(jnp.int32)

@@ -149,6 +149,15 @@ def _draw_gaussians(centers, radii, classes, mask, *, output_size, num_classes):
   return heatmap.at[b_idx, y_idx, x_idx, c_idx].max(g, mode='drop')
 
 
+def local_peaks(heat, kernel: int = 3):
+  """Keypoint heatmap peaks: `heat` where it equals the maximum of its kernel x kernel
+  window (per channel; plateaus keep all their pixels, as the official CenterNet and
+  CornerNet `_nms`), 0 elsewhere. heat: [B, h, w, C] float probabilities."""
+  pooled = jax.lax.reduce_window(heat, -jnp.inf, jax.lax.max, (1, kernel, kernel, 1),
+                                 (1, 1, 1, 1), 'SAME')
+  return jnp.where(pooled == heat, heat, 0.0)
+
+
 def gather_features(feature_map, indices):
   """Reads feature vectors at flat spatial indices (CenterNet's _transpose_and_gather_feat).
 
