@@ -9,9 +9,9 @@ from tests import launcher
 
 CONFIG = launcher.experiment('centernet_triplets_shapes.py', 'tiny')
 
-# box/AP50 on the tiny validation split after the tiny config's 160 steps: MEASURED
+# box/AP50 on the tiny validation split after the tiny config's 160 steps: 0.355 measured
 # (seed 0, 2-core CPU); the untrained model scores 0.000. Learning must clear this.
-MIN_TRAINED_AP50 = 0.05
+MIN_TRAINED_AP50 = 0.15
 
 
 def test_train_evaluate_predict_and_bad_sizes(tmp_path):
