@@ -8,16 +8,14 @@ prepared in the TFDS data_dir.
   python -m launch.train --config=experiments/centernet_triplets_coco.py \
       --workdir=workdirs/centernet_triplets_coco --config.data.data_dir=DIR
 """
-import importlib.util
 import os
+
+from vision_jax.train import config as config_lib
 
 
 def _cornernet_coco():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'cornernet_coco.py')
-  spec = importlib.util.spec_from_file_location('cornernet_coco', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return config_lib.load_module(
+      os.path.join(os.path.dirname(os.path.abspath(__file__)), 'cornernet_coco.py'))
 
 
 def get_config(arg=None):

@@ -7,16 +7,14 @@ The `cornernet_shapes` recipe (same network size, data, schedule, decoding) plus
 center keypoint: center pooling and a center heatmap, cascade corner pooling, and the
 central-region check at decoding. Variants as cornernet_shapes (`:tiny`).
 """
-import importlib.util
 import os
+
+from vision_jax.train import config as config_lib
 
 
 def _cornernet_shapes():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'cornernet_shapes.py')
-  spec = importlib.util.spec_from_file_location('cornernet_shapes', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return config_lib.load_module(
+      os.path.join(os.path.dirname(os.path.abspath(__file__)), 'cornernet_shapes.py'))
 
 
 def get_config(arg=None):

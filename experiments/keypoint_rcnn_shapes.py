@@ -9,16 +9,14 @@ Reaches keypoints/AP >= 0.5 on a 2-core CPU.
 
 Variants: `:tiny` (a few steps on the `tiny` builder config, for smoke tests).
 """
-import importlib.util
 import os
+
+from vision_jax.train import config as config_lib
 
 
 def _mask_rcnn_shapes():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'mask_rcnn_shapes.py')
-  spec = importlib.util.spec_from_file_location('mask_rcnn_shapes', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return config_lib.load_module(
+      os.path.join(os.path.dirname(os.path.abspath(__file__)), 'mask_rcnn_shapes.py'))
 
 
 def get_config(arg=None):

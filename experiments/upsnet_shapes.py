@@ -16,22 +16,19 @@ Variants after the colon:
   tiny        a small model on the `tiny` builder config for end-to-end tests
               (100 steps: compiling dominates its CI time; it learns measurably).
 """
-import importlib.util
 import os
 
 import ml_collections
 
 from vision_jax.models import upsnet
+from vision_jax.train import config as config_lib
 
 VARIANTS = ('default', 'no_unknown', 'tiny')
 
 
 def _mask_rcnn_shapes():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'mask_rcnn_shapes.py')
-  spec = importlib.util.spec_from_file_location('mask_rcnn_shapes', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return config_lib.load_module(
+      os.path.join(os.path.dirname(os.path.abspath(__file__)), 'mask_rcnn_shapes.py'))
 
 
 def get_config(arg=None):

@@ -25,15 +25,22 @@ class ConfigError(ValueError):
   """A config file, variant or override that cannot be used as given."""
 
 
+def load_module(path: str):
+  """The experiment config file at `path`, executed as a module (a config that builds on
+  another loads it with this: `load_module(os.path.join(os.path.dirname(__file__), ...))`)."""
+  module_spec = importlib.util.spec_from_file_location(
+      'vision_jax_config_' + os.path.splitext(os.path.basename(path))[0], path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module
+
+
 def load_config(spec: str, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
   """Loads `path.py[:arg]`, calls its `get_config(arg)`, locks it and applies overrides."""
   path, _, arg = spec.partition(':')
   if not os.path.isfile(path):
     raise ConfigError(f'config file {path!r} does not exist; pass --config=experiments/<name>.py')
-  module_spec = importlib.util.spec_from_file_location(
-      'vision_jax_config_' + os.path.splitext(os.path.basename(path))[0], path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  module = load_module(path)
   if not hasattr(module, 'get_config'):
     raise ConfigError(f'config file {path!r} defines no get_config(arg=None)')
   config = module.get_config(arg or None)
