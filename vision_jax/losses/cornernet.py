@@ -186,11 +186,12 @@ def cornernet_loss(stacks, targets: dict, weights=None) -> tuple[jax.Array, dict
   num = jnp.sum(mask, dtype=jnp.float32)
   kinds = [kind for kind in ('tl', 'br', 'ct') if f'{kind}_heat' in stacks[0]]
   terms = {'heatmap': 0.0, 'pull': 0.0, 'push': 0.0, 'offset': 0.0}
+  for kind in kinds:
+    if f'{kind}_heat' not in targets:
+      raise ValueError(f"the outputs have '{kind}_heat' but the targets do not "
+                       '(cornernet_targets(..., centers=True) for the triplet model)')
   for out in stacks:
     for kind in kinds:
-      if f'{kind}_heat' not in targets:
-        raise ValueError(f"the outputs have '{kind}_heat' but the targets do not "
-                         '(cornernet_targets(..., centers=True) for the triplet model)')
       terms['heatmap'] += corner_focal_loss(out[f'{kind}_heat'], targets[f'{kind}_heat'], num)
       terms['offset'] += offset_loss(out[f'{kind}_offset'], targets[f'{kind}_index'],
                                      targets[f'{kind}_offset'], mask)

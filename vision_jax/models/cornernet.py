@@ -44,7 +44,6 @@ import jax.numpy as jnp
 
 from vision_jax.models import centernet
 from vision_jax.models import model_config
-from vision_jax.nn import conv as conv_lib
 from vision_jax.nn import hourglass
 from vision_jax.nn import norms
 from vision_jax.ops import corner_pooling
@@ -143,9 +142,8 @@ def from_config_dict(values, num_classes: int) -> CornerNetConfig:
                                        num_classes=num_classes)
 
 
-def _conv(features, kernel, use_bias=False, dtype=None, name=None):
-  return conv_lib.Conv(features, kernel, use_bias=use_bias, dtype=dtype,
-                       kernel_init=hourglass.torch_conv_init, name=name)
+# The references' bias-free convolutions (a norm follows, or a pooled sum), torch's init.
+_conv = functools.partial(hourglass.torch_conv, use_bias=False)
 
 
 class ConvNormReLU(nn.Module):
@@ -158,9 +156,7 @@ class ConvNormReLU(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    x = conv_lib.Conv(self.features, self.kernel, strides=self.stride, use_bias=False,
-                      dtype=self.dtype, kernel_init=hourglass.torch_conv_init,
-                      name='conv')(x)
+    x = _conv(self.features, self.kernel, self.stride, dtype=self.dtype, name='conv')(x)
     return nn.relu(self.norm(name='bn')(x))
 
 

@@ -74,7 +74,7 @@ STRIDES = (4, 2)  # StackedHourglass: input pixels per heatmap cell
 torch_conv_init = nn.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform')
 
 
-def _conv(features, kernel, stride=1, use_bias=True, dtype=None, name=None):
+def torch_conv(features, kernel, stride=1, use_bias=True, dtype=None, name=None):
   """torch's Conv2d(in, features, kernel, stride, padding=kernel // 2, bias=use_bias)."""
   return conv_lib.Conv(features, kernel, strides=stride, use_bias=use_bias, dtype=dtype,
                        kernel_init=torch_conv_init, name=name)
@@ -105,13 +105,13 @@ class Residual(nn.Module):
     norm = self.norm or norms.make_norm('batch', dtype=self.dtype)
     half = self.features // 2
     y = nn.relu(norm(name='bn1')(x))
-    y = _conv(half, 1, dtype=self.dtype, name='conv1')(y)
+    y = torch_conv(half, 1, dtype=self.dtype, name='conv1')(y)
     y = nn.relu(norm(name='bn2')(y))
-    y = _conv(half, 3, self.stride, dtype=self.dtype, name='conv2')(y)
+    y = torch_conv(half, 3, self.stride, dtype=self.dtype, name='conv2')(y)
     y = nn.relu(norm(name='bn3')(y))
-    y = _conv(self.features, 1, dtype=self.dtype, name='conv3')(y)
+    y = torch_conv(self.features, 1, dtype=self.dtype, name='conv3')(y)
     if x.shape[-1] != self.features or self.stride != 1:
-      x = _conv(self.features, 1, self.stride, dtype=self.dtype, name='skip_layer')(x)
+      x = torch_conv(self.features, 1, self.stride, dtype=self.dtype, name='skip_layer')(x)
     return y + x.astype(y.dtype)
 
 
@@ -133,10 +133,10 @@ class BasicResidual(nn.Module):
   def __call__(self, x):
     """x: [B, H, W, Cin] -> [B, H / stride, W / stride, features]."""
     norm = self.norm or norms.make_norm('batch', dtype=self.dtype)
-    y = _conv(self.features, 3, self.stride, use_bias=False, dtype=self.dtype,
+    y = torch_conv(self.features, 3, self.stride, use_bias=False, dtype=self.dtype,
               name='conv1')(x)
     y = nn.relu(norm(name='bn1')(y))
-    y = _conv(self.features, 3, use_bias=False, dtype=self.dtype, name='conv2')(y)
+    y = torch_conv(self.features, 3, use_bias=False, dtype=self.dtype, name='conv2')(y)
     y = norm(name='bn2')(y)
     if x.shape[-1] != self.features or self.stride != 1:
       x = _Projection(self.features, self.stride, norm, self.dtype, name='skip')(x)
@@ -152,7 +152,7 @@ class _Projection(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    x = _conv(self.features, 1, self.stride, use_bias=False, dtype=self.dtype, name='0')(x)
+    x = torch_conv(self.features, 1, self.stride, use_bias=False, dtype=self.dtype, name='0')(x)
     return self.norm(name='1')(x)
 
 
@@ -339,7 +339,7 @@ class StackedHourglass(nn.Module):
     norm = norms.make_norm(self.norm, train=train, dtype=dtype)
     c0, c1 = (int(c) for c in self.stem_widths)
     x = jnp.asarray(images, dtype)
-    x = _conv(c0, 7, 2, dtype=dtype, name='stem_conv')(x)
+    x = torch_conv(c0, 7, 2, dtype=dtype, name='stem_conv')(x)
     x = nn.relu(norm(name='stem_bn')(x))
     x = Residual(c1, norm=norm, dtype=dtype, name='stem_res1')(x)
     if self.stride == 4:
@@ -351,11 +351,11 @@ class StackedHourglass(nn.Module):
       y = Hourglass(self.depth, self.widths, self.num_residuals, 'preact_bottleneck',
                     'maxpool', self.norm, self.dtype, name=f'hg{i}')(x, train=train)
       y = Residual(self.features, norm=norm, dtype=dtype, name=f'features{i}_res')(y)
-      y = _conv(self.features, 1, dtype=dtype, name=f'features{i}_conv')(y)
+      y = torch_conv(self.features, 1, dtype=dtype, name=f'features{i}_conv')(y)
       feature = nn.relu(norm(name=f'features{i}_bn')(y))
-      preds = _conv(self.num_points, 1, dtype=dtype, name=f'outs{i}')(feature)
+      preds = torch_conv(self.num_points, 1, dtype=dtype, name=f'outs{i}')(feature)
       predictions.append(preds.astype(jnp.float32))
       if i < self.num_stacks - 1:
-        x = (x + _conv(self.features, 1, dtype=dtype, name=f'merge_preds{i}')(preds)
-             + _conv(self.features, 1, dtype=dtype, name=f'merge_features{i}')(feature))
+        x = (x + torch_conv(self.features, 1, dtype=dtype, name=f'merge_preds{i}')(preds)
+             + torch_conv(self.features, 1, dtype=dtype, name=f'merge_features{i}')(feature))
     return predictions
