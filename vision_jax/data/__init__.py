@@ -7,7 +7,8 @@ only runs tf.data here).
 Modules
   datasets             get_builder / load_split: prepare procedural builders on first
                        use; catalog data absent -> DatasetNotFoundError (no download).
-  synthetic_shapes     the procedural shapes dataset (class ids, keypoint names).
+  synthetic_shapes     the procedural shapes dataset (class ids, keypoint names; the
+                       `styles` configs add a second rendering, style B, per scene).
   synthetic_shapes_video  procedural clips of moving shapes: per-frame instances with
                        track ids, exact forward/backward flow with validity masks.
   digits               scikit-learn's real 8x8 handwritten digits at 32x32 (bundled,
@@ -23,6 +24,8 @@ Modules
   detection_transforms per-example TF geometry (flip, scale jitter, crop, pad), and
                        `letterbox` for one user image.
   labelled_images      the labelled-image contract (image + class label) and pipeline.
+  image_pairs          the paired (pix2pix: input, target) and unpaired (CycleGAN:
+                       domains a, b) image contracts and pipelines.
   video_pipeline       the video-clip contract: training frame pairs (keyframe, current
                        frame with its instances, exact current -> keyframe flow) and
                        whole evaluation clips; `clip_frames_as_detection_batch`.

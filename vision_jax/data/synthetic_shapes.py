@@ -12,8 +12,30 @@ Scene
     it keeps a visible area >= `min_visible_area` px and >= `min_visible_fraction` of
     its own full area, so each stored instance is recognisable.
 
+Style B (configs `styles`, `styles_tiny`; `render_style_b` for any config)
+  A second rendering of the SAME scene (same shapes, masks and semantic map), for
+  image-to-image translation (pix2pix, CycleGAN). It is a pure function of the scene:
+  no random draw of its own, so every scene id has exactly one style-B image.
+  * palette: every region's colour is its style-A scene colour (the sky / ground tint,
+    the shape's colour, before shading, textures and noise) with its hue rotated by
+    +120 degrees, i.e. the channel permutation (R, G, B) -> (B, R, G)
+    (`style_b_colour`): blue skies turn pink-violet, earthy grounds turn teal-blue.
+  * textures: flat colour times a periodic pattern of period `STYLE_B_PERIOD` = 4 px
+    in image coordinates, instead of style A's gradients, smooth noise and shading:
+      sky      horizontal stripes   on where (y mod 4) in {1, 2}
+      ground   checks               (x mod 4 in {1, 2}) xor (y mod 4 in {1, 2})
+      things   dots (2 x 2 px)      (x mod 4 in {1, 2}) and (y mod 4 in {1, 2})
+    (x, y the pixel column and row). "Off" pixels are darkened: stuff to
+    1 - `STYLE_B_STUFF_DEPTH`, things to 1 - `STYLE_B_THING_DEPTH` of the colour.
+    The patterns are symmetric under a horizontal flip when S is a multiple of 4,
+    so the flipped style-B image is the style-B rendering of the flipped scene.
+  Style A of a scene does not depend on the config's `style_b` flag: the configs
+  `default` and `tiny` are drawn exactly as before style B existed.
+
 Features (S = the config's `image_size`)
-  image           Image [S, S, 3] uint8, PNG.
+  image           Image [S, S, 3] uint8, PNG (style A).
+  image_b         Image [S, S, 3] uint8, PNG: style B of the same scene (only the
+                  configs with `style_b`: `styles`, `styles_tiny`).
   image/id        int64, unique over splits (train: 1.., validation: 1_000_001..).
   semantic        LabeledImage [S, S, 1] uint8, PNG: per-pixel semantic class,
                   ids `SEMANTIC_NAMES`: 0 circle, 1 square, 2 triangle, 3 sky, 4 ground
@@ -44,6 +66,15 @@ THING_NAMES = ('circle', 'square', 'triangle')
 STUFF_NAMES = ('sky', 'ground')
 SEMANTIC_NAMES = THING_NAMES + STUFF_NAMES
 SKY, GROUND = len(THING_NAMES), len(THING_NAMES) + 1
+# One fixed colour per semantic class (index = id in SEMANTIC_NAMES), RGB uint8: the
+# colouring of label maps (pix2pix inputs, visualisation). circle red, square green,
+# triangle blue, sky yellow, ground purple.
+LABEL_PALETTE = np.array([(230, 25, 75), (60, 180, 75), (0, 130, 200), (255, 225, 25),
+                          (145, 30, 180)], np.uint8)
+# Style B (module docstring).
+STYLE_B_PERIOD = 4
+STYLE_B_STUFF_DEPTH = 0.3
+STYLE_B_THING_DEPTH = 0.45
 KEYPOINT_NAMES = ('top', 'right', 'bottom', 'left')
 # Horizontal flip: top and bottom stay, right <-> left.
 KEYPOINT_FLIP_PERM = (0, 3, 2, 1)
@@ -68,6 +99,7 @@ class SyntheticShapesConfig(tfds.core.BuilderConfig):
     max_shapes: at most this many shape instances per image (at least 1).
     min_size: smallest shape size (diameter / side) in pixels at S = 128.
     max_size: largest shape size in pixels at S = 128 (scaled with S).
+    style_b: also store each scene's style-B rendering as `image_b`.
   """
   image_size: int = 128
   num_train: int = 3000
@@ -75,6 +107,7 @@ class SyntheticShapesConfig(tfds.core.BuilderConfig):
   max_shapes: int = 6
   min_size: float = 12.0
   max_size: float = 48.0
+  style_b: bool = False
 
 
 class SyntheticShapes(tfds.core.GeneratorBasedBuilder):
@@ -89,17 +122,27 @@ class SyntheticShapes(tfds.core.GeneratorBasedBuilder):
       SyntheticShapesConfig(
           name='tiny', description='64 train / 16 validation images, 128x128 (tests).',
           num_train=64, num_validation=16),
+      SyntheticShapesConfig(
+          name='styles', description='3000 train / 500 validation scenes, 64x64, at most 4 '
+          'shapes, each in style A (image) and style B (image_b): image-to-image translation.',
+          image_size=64, max_shapes=4, style_b=True),
+      SyntheticShapesConfig(
+          name='styles_tiny', description='48 train / 16 validation scenes of `styles` (tests).',
+          image_size=64, num_train=48, num_validation=16, max_shapes=4, style_b=True),
   ]
   # Read by `vision_jax.data.datasets`: prepared on first use, downloads nothing.
   PROCEDURAL = True
 
   def _info(self) -> tfds.core.DatasetInfo:
     s = self.builder_config.image_size
+    style_b = ({'image_b': tfds.features.Image(shape=(s, s, 3), encoding_format='png')}
+               if self.builder_config.style_b else {})
     return tfds.core.DatasetInfo(
         builder=self,
         description=__doc__,
         features=tfds.features.FeaturesDict({
             'image': tfds.features.Image(shape=(s, s, 3), encoding_format='png'),
+            **style_b,
             'image/id': np.int64,
             'semantic': tfds.features.LabeledImage(
                 labels=list(SEMANTIC_NAMES), shape=(s, s, 1), encoding_format='png'),
@@ -147,7 +190,8 @@ def render_example(index: int, split: str, config: SyntheticShapesConfig) -> dic
     {'image': [S, S, 3] uint8, 'semantic': [S, S] uint8, 'image_id': int,
      'masks': [N, S, S] bool (visible parts), 'labels': [N] int64,
      'boxes': [N, 4] float32 (x1, y1, x2, y2) pixels, 'areas': [N] int64,
-     'keypoints': [N, 4, 3] float32 (x, y, v) pixels}.
+     'keypoints': [N, 4, 3] float32 (x, y, v) pixels}, and with `config.style_b`
+    'image_b': [S, S, 3] uint8, the scene in style B (module docstring).
   """
   rng = example_rng(index, split)
   s = config.image_size
@@ -163,7 +207,7 @@ def render_example(index: int, split: str, config: SyntheticShapesConfig) -> dic
     semantic[visible] = shape['label']
   image = image + rng.normal(0, 0.006, image.shape)
   boxes, keypoints = _boxes_and_extreme_points(masks)
-  return {
+  example = {
       'image': np.clip(np.round(image * 255), 0, 255).astype(np.uint8),
       'semantic': semantic.astype(np.uint8),
       'image_id': _ID_OFFSETS[split] + index + 1,
@@ -173,6 +217,32 @@ def render_example(index: int, split: str, config: SyntheticShapesConfig) -> dic
       'areas': masks.sum(axis=(1, 2)).astype(np.int64),
       'keypoints': keypoints,
   }
+  if config.style_b:
+    # Drawn after style A and from no random draw: style A is unchanged.
+    colours = np.array([shape['colour'] for shape in shapes]).reshape(-1, 3)
+    example['image_b'] = _draw_style_b(example['semantic'], owner, tints, colours)
+  return example
+
+
+def render_style_b(index: int, split: str, config: SyntheticShapesConfig) -> np.ndarray:
+  """Style B of scene `index` of `split` (any config): [S, S, 3] uint8.
+
+  The scene is the one `render_example(index, split, config)` draws (same semantic
+  map); scene ids: `image/id` = index + 1 (train), 1_000_001 + index (validation).
+  """
+  return render_example(index, split, dataclasses.replace(config, style_b=True))['image_b']
+
+
+def style_b_colour(rgb: np.ndarray) -> np.ndarray:
+  """Style A scene colour(s) [..., 3] -> style B: hue + 120 degrees, (R, G, B) -> (B, R, G)."""
+  return np.asarray(rgb)[..., [2, 0, 1]]
+
+
+def style_b_patterns(s: int) -> dict[str, np.ndarray]:
+  """The [s, s] bool "on" patterns of style B: {'sky', 'ground', 'thing'}."""
+  y, x = np.mgrid[0:s, 0:s] % STYLE_B_PERIOD
+  u, v = (x == 1) | (x == 2), (y == 1) | (y == 2)
+  return {'sky': v, 'ground': u ^ v, 'thing': u & v}
 
 
 def encode_for_tfds(example: dict) -> dict:
@@ -181,8 +251,11 @@ def encode_for_tfds(example: dict) -> dict:
   relative = example['boxes'] / s
   keypoints = example['keypoints'].copy()
   keypoints[..., :2] /= s
+  style_b = ({'image_b': _png(example['image_b'], compress_level=1)}
+             if 'image_b' in example else {})
   return {
       'image': _png(example['image'], compress_level=1),  # 4x faster, +15% size
+      **style_b,
       'image/id': example['image_id'],
       'semantic': _png(example['semantic']),
       'objects': {
@@ -241,6 +314,31 @@ def _draw_background(rng: np.random.Generator, s: int):
   ground_img = ground_rgb * (1 + 0.3 * _smooth_noise(rng, s, 8)[..., None])
   image = np.where(sky[..., None], sky_img, ground_img)
   return image, semantic, np.stack([sky_rgb, ground_rgb])
+
+
+def _draw_style_b(semantic: np.ndarray, owner: np.ndarray, tints: np.ndarray,
+                  colours: np.ndarray) -> np.ndarray:
+  """Style B of a scene (module docstring).
+
+  Args:
+    semantic: [s, s] semantic ids; owner: [s, s] int, the visible shape's index or -1;
+    tints: [2, 3] style-A sky and ground colours; colours: [N, 3] style-A shape colours.
+  Returns:
+    [s, s, 3] uint8.
+  """
+  s = semantic.shape[0]
+  patterns = style_b_patterns(s)
+  sky = semantic == SKY
+  colour = np.where(sky[..., None], style_b_colour(tints[0]), style_b_colour(tints[1]))
+  on = np.where(sky, patterns['sky'], patterns['ground'])
+  depth = np.full((s, s), STYLE_B_STUFF_DEPTH)
+  thing = owner >= 0
+  if len(colours):
+    colour = np.where(thing[..., None], style_b_colour(colours)[np.maximum(owner, 0)], colour)
+    on = np.where(thing, patterns['thing'], on)
+    depth = np.where(thing, STYLE_B_THING_DEPTH, depth)
+  image = colour * np.where(on, 1.0, 1.0 - depth)[..., None]
+  return np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
 
 
 def _shape_colour(rng: np.random.Generator, tints: np.ndarray,

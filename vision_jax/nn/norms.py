@@ -9,12 +9,18 @@
                   with all four tensors fixed (as detectron2's FrozenBatchNorm2d);
                   never updated, whatever `train` says.
   'group'         GroupNorm with `num_groups` = gcd(32, channels) (so small widths work).
+  'instance'      flax InstanceNorm: each image's each channel normalized over (H, W),
+                  eps 1e-5, biased variance, NO affine parameters and no running
+                  statistics (torch's InstanceNorm2d(affine=False,
+                  track_running_stats=False), pix2pix / CycleGAN's 'instance'); the same
+                  computation whatever `train` says, and no variables at all.
   'none'          identity.
 
 Variables (float32): 'batch' has params {scale, bias} and batch_stats {mean, var};
 'frozen_batch' keeps {scale, bias, mean, var} all in the 'batch_stats' collection, so
 no optimizer touches them and converted torch weights (weight, bias, running_mean,
-running_var) drop straight in; 'group' has params {scale, bias}.
+running_var) drop straight in; 'group' has params {scale, bias}; 'instance' and 'none'
+have no variables.
 """
 import functools
 import math
@@ -24,7 +30,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-NORM_KINDS = ('batch', 'frozen_batch', 'group', 'none')
+NORM_KINDS = ('batch', 'frozen_batch', 'group', 'instance', 'none')
 
 
 class FrozenBatchNorm(nn.Module):
@@ -105,6 +111,10 @@ def make_norm(kind: str, *, train: bool = False, dtype: Any = None
     return functools.partial(FrozenBatchNorm, epsilon=1e-5, dtype=dtype)
   if kind == 'group':
     return functools.partial(GroupNorm, dtype=dtype)
+  if kind == 'instance':
+    # scale_init is accepted (and unused) so that callers can pass it for every kind.
+    return functools.partial(nn.InstanceNorm, use_scale=False, use_bias=False, epsilon=1e-5,
+                             use_fast_variance=False, dtype=dtype)
   if kind == 'none':
     return lambda name=None, scale_init=None: _Identity(name=name)
   raise ValueError(f'norm must be one of {NORM_KINDS}, not {kind!r}')

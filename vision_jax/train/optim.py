@@ -12,11 +12,16 @@ Fields of an entry (only `name` and `learning_rate` are required):
   name            'adam' | 'adamw' | 'sgd' | 'rmsprop'
   learning_rate   peak rate, reached at the end of warmup
   warmup_steps    linear warmup from 0
-  schedule        'cosine' (to 0 at the last step) | 'step' | 'constant'
+  schedule        'cosine' (to 0 at the last step) | 'step' | 'constant' |
+                  'linear_decay' (pix2pix / CycleGAN: the peak rate, then a straight line
+                  to 0 at the last step, starting at decay_start_fraction of the steps)
   decay_steps     for 'step': the steps at which the rate is multiplied by decay_factor
   decay_fractions for 'step', instead of decay_steps: the same as fractions of the
                   total steps (a recipe in epochs stays right when the batch changes)
   decay_factor    for 'step'
+  decay_start_fraction  for 'linear_decay': where the decay starts, a fraction of the
+                  total steps (default 0.5: the reference's n_epochs = n_epochs_decay);
+                  a start inside the warmup starts the decay at the end of warmup
   b1, b2, eps     Adam moments (defaults 0.9, 0.999, 1e-8; GANs use b1=0.5)
   momentum        for sgd (default 0.9); nesterov (default False); rmsprop (default 0)
   rms_decay       rmsprop's squared-gradient average decay (default 0.99, torch's alpha)
@@ -44,12 +49,12 @@ import optax
 from vision_jax.train import config as config_lib
 
 OPTIMIZER_NAMES = ('adam', 'adamw', 'sgd', 'rmsprop')
-SCHEDULES = ('cosine', 'step', 'constant')
+SCHEDULES = ('cosine', 'step', 'constant', 'linear_decay')
 DECAY_PARAMS = ('kernels', 'all')
 _ENTRY_FIELDS = frozenset((
     'name', 'learning_rate', 'warmup_steps', 'schedule', 'decay_steps', 'decay_fractions',
     'decay_factor', 'b1', 'b2', 'eps', 'momentum', 'nesterov', 'weight_decay',
-    'decay_params', 'grad_clip_norm', 'params', 'rms_decay'))
+    'decay_params', 'grad_clip_norm', 'params', 'rms_decay', 'decay_start_fraction'))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -98,6 +103,15 @@ def make_schedule(entry, total_steps: int, where: str = 'optimizer') -> optax.Sc
         peak, {b - warmup: entry['decay_factor'] for b in boundaries})
   elif kind == 'constant':
     after = optax.constant_schedule(peak)
+  elif kind == 'linear_decay':
+    fraction = float(entry.get('decay_start_fraction', 0.5))
+    if not 0.0 <= fraction <= 1.0:
+      raise config_lib.ConfigError(f'{where}.decay_start_fraction={fraction} must be in '
+                                   '[0, 1]')
+    start = max(int(round(fraction * total_steps)), warmup)
+    # Counted from the end of warmup: peak until `start`, then linearly to 0 at total_steps.
+    after = optax.linear_schedule(peak, 0.0, max(1, total_steps - start),
+                                  transition_begin=start - warmup)
   else:
     raise config_lib.ConfigError(f'{where}.schedule={kind!r} is not one of {SCHEDULES}')
   if not warmup:

@@ -7,6 +7,8 @@ A module here adapts one TFDS dataset to one or more batch contracts by defining
   labelled_image_source(builder)  -> labelled_images.LabelledImageSource
   video_source(builder)           -> video_pipeline.VideoSource
   landmark_source(builder)        -> landmark_pipeline.LandmarkSource
+  paired_image_source(builder)    -> image_pairs.PairedImageSource
+  unpaired_image_source(builder)  -> image_pairs.UnpairedImageSource
 
 A new dataset needs one new module named after its builder (`coco.py` for TFDS
 `coco/2017`, `coco_format.py` for local COCO-format folders); no list elsewhere changes.

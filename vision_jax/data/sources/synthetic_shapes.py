@@ -1,8 +1,19 @@
-"""`synthetic_shapes` (vision_jax's procedural builder) for the detection contract."""
+"""`synthetic_shapes` (vision_jax's procedural builder) for the detection, paired-image
+and unpaired-image contracts.
+
+Paired (pix2pix, every config): input = the semantic map coloured with
+`synthetic_shapes.LABEL_PALETTE`, target = the style-A image, semantic = the map.
+Unpaired (CycleGAN, configs with style B: `styles`, `styles_tiny`): domain a = style A
+(`image`) of the scenes with even `image/id`, domain b = style B (`image_b`) of the
+scenes with odd `image/id`, so training never shows one scene in both domains;
+evaluation passes keep each scene's pair (a, b, semantic).
+"""
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from vision_jax.data import datasets
 from vision_jax.data import detection_sources
+from vision_jax.data import image_pairs
 from vision_jax.data import synthetic_shapes
 
 
@@ -40,3 +51,57 @@ def detection_source(builder) -> detection_sources.DetectionSource:
                 'objects': {'mask': tfds.decode.SkipDecoding()}},
       canonical=canonical,
   )
+
+
+def _image_shape(builder) -> tuple[int, int, int]:
+  return tuple(int(s) for s in builder.info.features['image'].shape)
+
+
+def _decode_semantic(example) -> tf.Tensor:
+  return tf.io.decode_png(example['semantic'], channels=1)[..., 0]
+
+
+def paired_image_source(builder) -> image_pairs.PairedImageSource:
+
+  def canonical(example):
+    semantic = _decode_semantic(example)
+    return {'input': image_pairs.colour_labels(semantic, synthetic_shapes.LABEL_PALETTE),
+            'target': tf.io.decode_png(example['image'], channels=3),
+            'semantic': semantic}
+
+  skip = tfds.decode.SkipDecoding()
+  return image_pairs.PairedImageSource(
+      builder=builder, image_shape=_image_shape(builder),
+      decoders=tfds.decode.PartialDecoding({'image': True, 'semantic': True},
+                                           decoders={'image': skip, 'semantic': skip}),
+      canonical=canonical, input_is_label_map=True,
+      semantic_names=synthetic_shapes.SEMANTIC_NAMES,
+      label_palette=synthetic_shapes.LABEL_PALETTE)
+
+
+def unpaired_image_source(builder) -> image_pairs.UnpairedImageSource:
+  if 'image_b' not in builder.info.features:
+    raise ValueError(
+        f'{datasets.full_name(builder)} has no style-B images (image_b) for unpaired '
+        'translation: use synthetic_shapes/styles or synthetic_shapes/styles_tiny')
+  keys = {'a': 'image', 'b': 'image_b'}
+  parity = {'a': 0, 'b': 1}
+
+  def domain_records(split, domain):
+    return split, lambda example: tf.equal(example['image/id'] % 2, parity[domain])
+
+  def canonical(example, domain):
+    return tf.io.decode_png(example[keys[domain]], channels=3)
+
+  def scene_pairs(example):
+    return {'a': canonical(example, 'a'), 'b': canonical(example, 'b'),
+            'semantic': _decode_semantic(example)}
+
+  skip = tfds.decode.SkipDecoding()
+  return image_pairs.UnpairedImageSource(
+      builder=builder, domain_names=('style_a', 'style_b'), image_shape=_image_shape(builder),
+      decoders=tfds.decode.PartialDecoding(
+          {'image': True, 'image_b': True, 'semantic': True, 'image/id': True},
+          decoders={'image': skip, 'image_b': skip, 'semantic': skip}),
+      domain_records=domain_records, canonical=canonical, scene_pairs=scene_pairs,
+      semantic_names=synthetic_shapes.SEMANTIC_NAMES)
