@@ -37,7 +37,9 @@ holding the variables and a fingerprint, the sha256 of FORMAT_VERSION, the train
 images' and labels' shapes, dtypes and bytes, and the hyperparameters. A missing file
 or a different fingerprint trains and (re)writes it, atomically (temporary file +
 os.replace); a file that cannot be read or parsed raises `JudgeCacheError`. The
-fingerprint does not cover library versions: a cache stays valid across them.
+fingerprint does not cover library versions: a cache stays valid across them. The
+machinery (`data_fingerprint`, `load_or_train_cached`) is shared with the other judges
+of this package (`segmentation_judge`).
 """
 import dataclasses
 import functools
@@ -47,7 +49,7 @@ import os
 import tempfile
 import time
 import warnings
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from absl import logging
 import flax.linen as nn
@@ -284,13 +286,8 @@ def fingerprint(images, labels, **hparams) -> str:
   hp = _hparams(**hparams)
   x = _check_images(images)
   y = _check_labels(labels, hp.num_classes, len(x))
-  h = hashlib.sha256()
-  h.update(f'vision_jax.evaluation.judge format {FORMAT_VERSION}\n'.encode())
-  for array in (x, y):
-    h.update(f'{array.dtype.str} {array.shape}\n'.encode())
-    h.update(np.ascontiguousarray(array).tobytes())
-  h.update(json.dumps(dataclasses.asdict(hp), sort_keys=True).encode())
-  return h.hexdigest()
+  return data_fingerprint(f'vision_jax.evaluation.judge format {FORMAT_VERSION}', (x, y),
+                          dataclasses.asdict(hp))
 
 
 def load_or_train_judge(cache_path: str, train_images, train_labels,
@@ -308,59 +305,109 @@ def load_or_train_judge(cache_path: str, train_images, train_labels,
     JudgeCacheError: the file exists but cannot be read or parsed, or holds variables
       that do not fit the network (its message names the file and the fix).
   """
-  expected = fingerprint(train_images, train_labels, **hparams)
-  stored = _read_cache(cache_path) if os.path.exists(cache_path) else None
+  hp = _hparams(**hparams)
+  x = np.asarray(train_images)
+  return load_or_train_cached(
+      cache_path,
+      expected_fingerprint=fingerprint(train_images, train_labels, **hparams),
+      train=lambda: train_judge(train_images, train_labels, **hparams),
+      abstract_variables=lambda: jax.eval_shape(
+          hp.model().init, jax.random.key(0),
+          jax.ShapeDtypeStruct((1,) + x.shape[1:], jnp.float32)),
+      hparams=dataclasses.asdict(hp), format_version=FORMAT_VERSION)
+
+
+# The cache machinery, shared by the judges of this package (`segmentation_judge`).
+
+
+def data_fingerprint(header: str, arrays: Sequence[np.ndarray], hparams: dict) -> str:
+  """sha256 hex of a header line, arrays (dtype, shape, bytes) and JSON hyperparameters.
+
+  Args:
+    header: names the judge kind and its cache format version (one line, no newline).
+    arrays: the training data, numpy arrays of any shape and dtype, in a fixed order.
+    hparams: JSON-serialisable hyperparameters (keys sorted before hashing).
+  """
+  h = hashlib.sha256()
+  h.update(f'{header}\n'.encode())
+  for array in arrays:
+    h.update(f'{array.dtype.str} {array.shape}\n'.encode())
+    h.update(np.ascontiguousarray(array).tobytes())
+  h.update(json.dumps(hparams, sort_keys=True).encode())
+  return h.hexdigest()
+
+
+def load_or_train_cached(cache_path: str, *, expected_fingerprint: str,
+                         train: Callable[[], Any], abstract_variables: Callable[[], Any],
+                         hparams: dict, format_version: int,
+                         kind: str = 'judge') -> dict[str, Any]:
+  """Variables from a msgpack cache whose fingerprint matches, else trained and written.
+
+  Args:
+    cache_path: a local file path (its folder is created when written).
+    expected_fingerprint: the fingerprint (`data_fingerprint`) of the training data and
+      hyperparameters; a cache holding another one is stale.
+    train: () -> variables, called only when the cache is missing or stale.
+    abstract_variables: () -> the variables' pytree of `jax.ShapeDtypeStruct`, to check
+      loaded variables against (e.g. `jax.eval_shape` of the model's init).
+    hparams: JSON-serialisable hyperparameters, stored alongside for humans.
+    format_version: stored as `format_version`.
+    kind: names the judge in logs and errors ('judge', 'segmentation judge').
+  Returns:
+    The variables (jax arrays), loaded or as `train` returned them.
+  Raises:
+    JudgeCacheError: the file exists but cannot be read or parsed, or holds variables
+      that do not fit `abstract_variables` (its message names the file and the fix).
+  """
+  stored = _read_cache(cache_path, kind) if os.path.exists(cache_path) else None
   if stored is not None:
-    if stored['fingerprint'] == expected:
-      logging.info('judge loaded from %s', cache_path)
-      return _restore_variables(cache_path, stored['variables'], train_images, **hparams)
-    logging.info('judge cache %s is stale (other data or hyperparameters): retraining',
-                 cache_path)
-  variables = train_judge(train_images, train_labels, **hparams)
+    if stored['fingerprint'] == expected_fingerprint:
+      logging.info('%s loaded from %s', kind, cache_path)
+      return _restore_variables(cache_path, stored['variables'], abstract_variables(), kind)
+    logging.info('%s cache %s is stale (other data or hyperparameters): retraining',
+                 kind, cache_path)
+  variables = train()
   payload = {
-      'format_version': FORMAT_VERSION,
-      'fingerprint': expected,
-      'hparams': json.dumps(dataclasses.asdict(_hparams(**hparams)), sort_keys=True),
+      'format_version': format_version,
+      'fingerprint': expected_fingerprint,
+      'hparams': json.dumps(hparams, sort_keys=True),
       'variables': serialization.to_state_dict(jax.device_get(variables)),
   }
   _write_atomically(cache_path, serialization.msgpack_serialize(payload))
-  logging.info('judge written to %s', cache_path)
+  logging.info('%s written to %s', kind, cache_path)
   return variables
 
 
-def _cache_error(path: str, problem: str) -> JudgeCacheError:
+def _cache_error(path: str, problem: str, kind: str = 'judge') -> JudgeCacheError:
   return JudgeCacheError(
-      f'judge cache {path!r} {problem}. Delete the file: the judge is retrained and the '
+      f'{kind} cache {path!r} {problem}. Delete the file: the {kind} is retrained and the '
       f'file rewritten, deterministically, on the next call.')
 
 
-def _read_cache(path: str) -> dict[str, Any]:
+def _read_cache(path: str, kind: str = 'judge') -> dict[str, Any]:
   try:
     with open(path, 'rb') as f:
       payload = serialization.msgpack_restore(f.read())
   except Exception as e:  # pylint: disable=broad-except  (msgpack raises many kinds)
-    raise _cache_error(path, f'cannot be read as msgpack ({type(e).__name__}: {e})') from e
+    raise _cache_error(path, f'cannot be read as msgpack ({type(e).__name__}: {e})',
+                       kind) from e
   if (not isinstance(payload, dict) or not isinstance(payload.get('fingerprint'), str)
       or not isinstance(payload.get('variables'), dict)):
-    raise _cache_error(path, 'is not a judge cache (no fingerprint/variables)')
+    raise _cache_error(path, f'is not a {kind} cache (no fingerprint/variables)', kind)
   return payload
 
 
-def _restore_variables(path: str, state: dict, train_images, **hparams) -> dict[str, Any]:
+def _restore_variables(path: str, state: dict, abstract: Any, kind: str) -> dict[str, Any]:
   """Checks the stored variables against the network's shapes; jax arrays."""
-  hp = _hparams(**hparams)
-  x = np.asarray(train_images)
-  abstract = jax.eval_shape(hp.model().init, jax.random.key(0),
-                            jax.ShapeDtypeStruct((1,) + x.shape[1:], jnp.float32))
   want = jax.tree_util.tree_flatten_with_path(abstract)
   try:
     got = jax.tree_util.tree_flatten_with_path(state)
   except Exception as e:  # pylint: disable=broad-except
-    raise _cache_error(path, f'holds unreadable variables ({e})') from e
+    raise _cache_error(path, f'holds unreadable variables ({e})', kind) from e
   shapes = lambda flat: [(jax.tree_util.keystr(k), tuple(np.shape(v)), str(v.dtype))
                          for k, v in flat[0]]
   if want[1] != got[1] or shapes(want) != shapes(got):
-    raise _cache_error(path, 'holds variables that do not fit the judge network')
+    raise _cache_error(path, f'holds variables that do not fit the {kind} network', kind)
   return jax.tree.map(jnp.asarray, state)
 
 
