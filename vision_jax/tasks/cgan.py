@@ -26,10 +26,6 @@ requested label, from fixed noise (config.seed).
 Images are uint8 in the pipeline and [-1, 1] inside the networks
 (`vision_jax.ops.image.to_signed_unit`).
 """
-import hashlib
-import json
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -40,6 +36,8 @@ from vision_jax.losses import gan as gan_losses
 from vision_jax.models import cgan
 from vision_jax.ops import image as image_ops
 from vision_jax.tasks import base
+from vision_jax.tasks import judge_cache
+from vision_jax.tasks import networks
 from vision_jax.train import config as config_lib
 from vision_jax.train import optim
 from vision_jax.train.state import TrainState
@@ -78,41 +76,22 @@ class ConditionalGanTask(base.Task):
   # State and training.
 
   def init_state(self, rng, total_steps):
-    g_key, d_key = jax.random.split(rng)
     b = 2
-    z = jnp.zeros((b, self.config.model.latent_dim))
     labels = jnp.zeros((b,), jnp.int32)
-    g_vars = dict(self.generator.init(g_key, z, labels, train=False))
-    d_vars = dict(self.discriminator.init(
-        d_key, jnp.zeros((b, *self.image_size, self.source.image_shape[-1])), labels,
-        train=False))
-    params = {'generator': g_vars.pop('params'), 'discriminator': d_vars.pop('params')}
-    model_state = {}
-    for name, rest in (('generator', g_vars), ('discriminator', d_vars)):
-      for collection, value in rest.items():
-        model_state.setdefault(collection, {})[name] = value
+    params, model_state = networks.init_networks({
+        'generator': (self.generator,
+                      (jnp.zeros((b, self.config.model.latent_dim)), labels)),
+        'discriminator': (self.discriminator, (
+            jnp.zeros((b, *self.image_size, self.source.image_shape[-1])), labels)),
+    }, rng)
     return TrainState.create(
         params, optim.make_optimizers(self.config, total_steps, required=OPTIMIZERS),
         model_state, ema=optim.ema_from_config(self.config))
 
-  def _variables(self, name, params, model_state):
-    return {'params': params[name],
-            **{c: v[name] for c, v in model_state.items() if name in v}}
-
   def _apply(self, name, params, model_state, *args, train):
     """(output, {collection: {name: updated}}) of one network."""
-    module = getattr(self, name)
-    variables = self._variables(name, params, model_state)
-    if not train or len(variables) == 1:
-      return module.apply(variables, *args, train=train), {}
-    out, updates = module.apply(variables, *args, train=True, mutable=['batch_stats'])
-    return out, {c: {name: v} for c, v in updates.items()}
-
-  def _merge(self, model_state, updates):
-    merged = {c: dict(v) for c, v in model_state.items()}
-    for collection, by_name in updates.items():
-      merged.setdefault(collection, {}).update(by_name)
-    return merged
+    return networks.apply(getattr(self, name), name, params, model_state, *args,
+                          train=train)
 
   def loss_names(self, metrics):
     return [name for name in ('d_loss', 'g_loss') if name in metrics]
@@ -121,13 +100,13 @@ class ConditionalGanTask(base.Task):
     fake, g_updates = self._apply('generator', params, model_state, z, fake_labels,
                                   train=True)
     fake = jax.lax.stop_gradient(fake)
-    state = self._merge(model_state, g_updates)
+    state = networks.merge(model_state, g_updates)
     real_logits, updates = self._apply('discriminator', params, state, real, real_labels,
                                        train=True)
-    state = self._merge(state, updates)
+    state = networks.merge(state, updates)
     fake_logits, updates = self._apply('discriminator', params, state, fake, fake_labels,
                                        train=True)
-    state = self._merge(state, updates)
+    state = networks.merge(state, updates)
     loss = gan_losses.discriminator_loss(real_logits, fake_logits, self.config.loss.kind)
     metrics = {'d_loss': loss, 'd_real': jnp.mean(real_logits),
                'd_fake': jnp.mean(fake_logits)}
@@ -139,7 +118,7 @@ class ConditionalGanTask(base.Task):
     logits, _ = self._apply('discriminator', params, model_state, fake, fake_labels,
                             train=True)  # The discriminator's statistics are not kept.
     loss = gan_losses.generator_loss(logits, self.config.loss.kind)
-    return loss, ({'g_loss': loss}, self._merge(model_state, g_updates))
+    return loss, ({'g_loss': loss}, networks.merge(model_state, g_updates))
 
   def train_step(self, state, batch, rng):
     real = image_ops.to_signed_unit(batch['image'])
@@ -212,17 +191,6 @@ class ConditionalGanTask(base.Task):
 
   # Evaluation.
 
-  def _judge_path(self, hparams: dict) -> str:
-    data = self.config.data
-    folder = self.config.eval.get('judge_cache_dir') or os.path.join(
-        data.get('data_dir') or os.path.expanduser(
-            os.environ.get('TFDS_DATA_DIR', '~/tensorflow_datasets')), 'judges')
-    key = hashlib.sha256(json.dumps(
-        [data.dataset, data.train_split, list(self.image_size), hparams],
-        sort_keys=True).encode()).hexdigest()[:12]
-    name = data.dataset.replace('/', '_')
-    return os.path.join(folder, f'{name}_{data.train_split}_{key}.msgpack')
-
   def evaluate(self, context):
     data = self.config.data
     hparams = dict(self.config.eval.judge.to_dict()) if 'judge' in self.config.eval else {}
@@ -234,7 +202,8 @@ class ConditionalGanTask(base.Task):
       real[split] = (images.astype(np.float32) / 255.0, labels)
     train_x, train_y = real[data.train_split]
     test_x, test_y = real[data.eval_split]
-    variables = judge.load_or_train_judge(self._judge_path(hparams), train_x, train_y,
+    variables = judge.load_or_train_judge(judge_cache.judge_cache_path(
+        self.config, split=data.train_split, image_size=self.image_size, hparams=hparams), train_x, train_y,
                                           **hparams)
     test_logits, test_features = judge.predict(variables, test_x, **hparams)
     _, train_features = judge.predict(variables, train_x, **hparams)
