@@ -67,7 +67,7 @@ class CycleGanTask(base.Task):
             out_channels=3, features=m.generator_features, num_blocks=m.generator_blocks,
             norm=m.norm, dtype=dtype)
         unet.check_divisible('ResnetGenerator', (1, *self.image_size, 3), 4,
-                             'its 2 downsamplings')
+                             'num_downsampling (=2)')
       else:
         make = lambda: unet.UNetGenerator(
             out_channels=3, features=m.generator_features, depth=m.generator_depth,
