@@ -5,7 +5,21 @@ imports TensorFlow. Where torch is installed (the torchvision parity tests' venv
 it first so that test order cannot matter.
 
 The tests run with the XLA flags the launchers set (`vision_jax.xla_flags`).
+
+One persistent JAX compilation cache serves the whole session (CI time): the pytest
+processes (xdist workers too) and every launcher, trainer and benchmark subprocess they
+start inherit JAX_COMPILATION_CACHE_DIR, so a program that one of them compiled (the
+tiny trainings' steps, init and predict functions, compiled again by each `launch.*`
+call of an end-to-end test) is loaded instead of compiled again. Its key holds the
+program, the devices, the compile options and XLA_FLAGS: a hit is the executable the
+compiler gives for the same input. The directory is made fresh for the session and
+removed at its end; a JAX_COMPILATION_CACHE_DIR already set is used as it is.
 """
+import os
+import shutil
+import sys
+import tempfile
+
 from vision_jax import xla_flags
 
 xla_flags.apply_defaults()
@@ -15,3 +29,27 @@ try:
   import torchvision  # pylint: disable=unused-import
 except ImportError:
   pass
+
+_CACHE_ENV = 'JAX_COMPILATION_CACHE_DIR'
+# Compilations shorter than this are not written (JAX's default is 1 s).
+_MIN_COMPILE_S_ENV = 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'
+
+
+def pytest_configure(config):
+  if hasattr(config, 'workerinput') or _CACHE_ENV in os.environ:
+    return  # an xdist worker (it inherited the controller's), or the user's cache
+  path = tempfile.mkdtemp(prefix='vision_jax_tests_jax_cache_')
+  config.vision_jax_cache_dir = path
+  os.environ[_CACHE_ENV] = path  # for the xdist workers and every subprocess
+  os.environ.setdefault(_MIN_COMPILE_S_ENV, '0.5')
+  if 'jax' in sys.modules:  # already imported: its config read the environment before
+    import jax  # pylint: disable=g-import-not-at-top
+    jax.config.update('jax_compilation_cache_dir', path)
+    jax.config.update('jax_persistent_cache_min_compile_time_secs',
+                      float(os.environ[_MIN_COMPILE_S_ENV]))
+
+
+def pytest_unconfigure(config):
+  path = getattr(config, 'vision_jax_cache_dir', None)
+  if path:
+    shutil.rmtree(path, ignore_errors=True)

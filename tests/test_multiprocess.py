@@ -49,7 +49,10 @@ def _free_port() -> int:
 
 
 def _start(process_id, num_processes, devices_per_process, port, workdir, output, overrides):
-  env = dict(os.environ, CONFIG=CONFIG, JAX_PLATFORMS='cpu',
+  # Without the session's compilation cache (tests/conftest.py): a program compiled for
+  # one process set must not be loaded by another.
+  env = {k: v for k, v in os.environ.items() if k != 'JAX_COMPILATION_CACHE_DIR'}
+  env.update(CONFIG=CONFIG, JAX_PLATFORMS='cpu',
              XLA_FLAGS=f'--xla_force_host_platform_device_count={devices_per_process}')
   return subprocess.Popen(
       [sys.executable, '-c', _SCRIPT, str(process_id), str(num_processes), str(port),

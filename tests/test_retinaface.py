@@ -22,6 +22,13 @@ SMALL = dict(backbone='resnet18', width=8, fpn_channels=16, in_levels=('C2', 'C3
              detections_per_image=10, pre_nms_top_k=100)
 
 
+def _init_key(seed=0):
+  """The key networks are initialised from: RBG, whose bit generator XLA:CPU compiles for
+  each parameter shape in a fraction of the time of threefry's, which was most of these
+  tests' time (CI). No assertion here depends on which random values they are."""
+  return jax.random.key(seed, impl='rbg')
+
+
 def test_point_coding_round_trip_and_reference_formula():
   anchors = jnp.array([[10.0, 20.0, 30.0, 60.0], [0.0, 0.0, 8.0, 8.0]])
   points = jnp.array([[[25.0, 45.0], [12.0, 21.0]], [[4.0, 4.0], [9.0, -1.0]]])
@@ -34,7 +41,7 @@ def test_point_coding_round_trip_and_reference_formula():
 def test_ssh_concatenates_three_context_branches():
   module = ssh.SSH(features=16)
   x = jnp.ones((2, 8, 8, 5))
-  variables = module.init(jax.random.key(0), x)
+  variables = module.init(_init_key(), x)
   y = module.apply(variables, x)
   assert y.shape == (2, 8, 8, 16) and (y >= 0).all()
   params = variables['params']
@@ -49,7 +56,7 @@ def test_model_outputs_one_row_per_anchor(landmarks, mesh):
   cfg = retinaface.RetinaFaceConfig(num_landmarks=landmarks, num_mesh_points=mesh, **SMALL)
   model = retinaface.RetinaFace(cfg)
   images = jnp.zeros((2, 64, 64, 3), jnp.uint8)
-  variables = model.init(jax.random.key(0), images)
+  variables = model.init(_init_key(), images)
   outputs = model.apply(variables, images)
   n = (16 * 16 + 8 * 8 + 4 * 4) * 2
   assert retinaface.anchors(cfg, (64, 64)).shape == (n, 4)
