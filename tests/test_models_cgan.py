@@ -10,6 +10,10 @@ B = 4
 SMALL_G = dict(widths=(32, 16, 8), latent_dim=16, embed_dim=8)
 SMALL_D = dict(widths=(8, 16, 32))
 
+# 'rbg' keys: same tests, much faster init compiles on CPU than threefry.
+G_KEY = jax.random.key(1, impl='rbg')
+D_KEY = jax.random.key(3, impl='rbg')
+
 
 def _inputs(latent_dim=16, seed=0):
   kz, _ = jax.random.split(jax.random.key(seed))
@@ -25,7 +29,7 @@ def _all_dtypes(tree):
 def test_generator_shapes_range_and_batch_stats(upsample, image_size, channels):
   gen = cgan.Generator(image_size=image_size, channels=channels, upsample=upsample, **SMALL_G)
   z, labels = _inputs()
-  variables = gen.init(jax.random.key(1), z, labels)
+  variables = gen.init(G_KEY, z, labels)
   assert set(variables) == {'params', 'batch_stats'}
   images, updates = gen.apply(variables, z, labels, train=True, mutable=['batch_stats'])
   assert images.shape == (B, image_size, image_size, channels)
@@ -44,7 +48,7 @@ def test_generator_shapes_range_and_batch_stats(upsample, image_size, channels):
 def test_generator_output_depends_on_label_and_z():
   gen = cgan.Generator(**SMALL_G)
   z, labels = _inputs()
-  variables = gen.init(jax.random.key(1), z, labels)
+  variables = gen.init(G_KEY, z, labels)
   base = gen.apply(variables, z, labels)
   other_label = gen.apply(variables, z, (labels + 1) % 10)
   other_z = gen.apply(variables, z + 1.0, labels)
@@ -58,7 +62,7 @@ def test_discriminator_shapes_and_label_dependence(conditioning):
   disc = cgan.Discriminator(conditioning=conditioning, **SMALL_D)
   images = jax.random.uniform(jax.random.key(2), (B, 32, 32, 1), minval=-1, maxval=1)
   labels = jnp.array([0, 3, 7, 9])
-  variables = disc.init(jax.random.key(3), images, labels)
+  variables = disc.init(D_KEY, images, labels)
   logits, updates = disc.apply(variables, images, labels, train=True,
                                mutable=['batch_stats'])
   assert logits.shape == (B,) and logits.dtype == jnp.float32
@@ -82,7 +86,7 @@ def test_projection_adds_inner_product_of_embedding_and_features():
   disc = cgan.Discriminator(conditioning='projection', norm='none', **SMALL_D)
   images = jax.random.uniform(jax.random.key(2), (B, 32, 32, 1), minval=-1, maxval=1)
   labels = jnp.array([0, 3, 7, 9])
-  variables = disc.init(jax.random.key(3), images, labels)
+  variables = disc.init(D_KEY, images, labels)
   params = variables['params']
   kernel, bias = params['logit']['kernel'][:, 0], params['logit']['bias'][0]
   zero = dict(params, label_embed={'embedding': jnp.zeros((10, kernel.size))})
@@ -99,9 +103,9 @@ def test_bfloat16_compute_keeps_float32_params_and_outputs(conditioning):
   gen = cgan.Generator(dtype=jnp.bfloat16, **SMALL_G)
   disc = cgan.Discriminator(conditioning=conditioning, dtype=jnp.bfloat16, **SMALL_D)
   z, labels = _inputs()
-  g_vars = gen.init(jax.random.key(1), z, labels)
+  g_vars = gen.init(G_KEY, z, labels)
   images = gen.apply(g_vars, z, labels)
-  d_vars = disc.init(jax.random.key(3), images, labels)
+  d_vars = disc.init(D_KEY, images, labels)
   logits = disc.apply(d_vars, images, labels)
   assert _all_dtypes(g_vars) == {jnp.dtype(jnp.float32)}
   assert _all_dtypes(d_vars) == {jnp.dtype(jnp.float32)}
@@ -115,8 +119,8 @@ def test_gradients_reach_every_parameter(conditioning):
   gen = cgan.Generator(**SMALL_G)
   disc = cgan.Discriminator(conditioning=conditioning, **SMALL_D)
   z, labels = _inputs()
-  g_vars = gen.init(jax.random.key(1), z, labels)
-  d_vars = disc.init(jax.random.key(3), gen.apply(g_vars, z, labels), labels)
+  g_vars = gen.init(G_KEY, z, labels)
+  d_vars = disc.init(D_KEY, gen.apply(g_vars, z, labels), labels)
 
   def g_loss(g_params):
     images, _ = gen.apply({**g_vars, 'params': g_params}, z, labels, train=True,
