@@ -216,11 +216,12 @@ class CycleGanTask(base.Task):
     paired = 'semantic' in pairs  # synthetic_shapes styles keep the validation pairs
     batch_size = int(self.config.eval.batch_size)
     translate = jax.jit(self.translate, static_argnums=2)
+    judges = translation_eval.judges_for(
+        self.config, ('b', 'a'), paired=False, image_size=self.image_size,
+        num_classes=self.source.num_semantic_classes)
     outputs, metrics = {}, {}
     for direction, source, target in (('a2b', 'a', 'b'), ('b2a', 'b', 'a')):
-      judge = translation_eval.judge_for(
-          self.config, target, paired=False, image_size=self.image_size,
-          num_classes=self.source.num_semantic_classes)
+      judge = judges[target]
       outputs[direction] = translation_eval.map_batches(
           lambda x, key, d=direction: translate(context.state, x, d), pairs[source],
           context.rng, batch_size)

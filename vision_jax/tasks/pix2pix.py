@@ -169,9 +169,9 @@ class Pix2PixTask(base.Task):
     pairs = image_pairs.load_paired_arrays(data.dataset, data.eval_split,
                                            data_dir=data.get('data_dir'),
                                            image_size=self.image_size)
-    judge = translation_eval.judge_for(self.config, 'target', paired=True,
-                                       image_size=self.image_size,
-                                       num_classes=self.source.num_semantic_classes)
+    judge = translation_eval.judges_for(
+        self.config, ('target',), paired=True, image_size=self.image_size,
+        num_classes=self.source.num_semantic_classes)['target']
     translate = jax.jit(lambda state, x, key: self.translate(state, x, key))
     outputs = translation_eval.map_batches(
         lambda x, key: translate(context.state, x, key), pairs['input'], context.rng,

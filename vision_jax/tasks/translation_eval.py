@@ -33,32 +33,36 @@ def judge_hparams(config, num_classes: int) -> dict:
   return hparams
 
 
-def judge_for(config, domain: str, *, paired: bool, image_size: Sequence[int],
-              num_classes: int) -> Judge | None:
-  """The cached (or freshly trained) judge of `domain`'s real images, None for a dataset
-  without semantic maps (num_classes 0: only the image metrics are reported).
+def judges_for(config, domains: Sequence[str], *, paired: bool,
+               image_size: Sequence[int], num_classes: int) -> dict[str, Judge | None]:
+  """The cached (or freshly trained) judge of each domain's real images; None for each
+  when the dataset has no semantic maps (num_classes 0: only the image metrics are
+  reported). The judges' split is read once for all domains.
 
   Args:
     config: the experiment config (data.dataset, data.judge_split (default the train
       split), eval.judge, ...).
-    domain: which images the judge reads: 'target' of the paired contract (pix2pix), or
-      'a' / 'b' of the unpaired one (CycleGAN; its records must keep the scene pairs).
-    paired: which contract `domain` belongs to.
+    domains: which images each judge reads: 'target' of the paired contract (pix2pix),
+      or 'a' / 'b' of the unpaired one (CycleGAN; its records must keep the scene pairs).
+    paired: which contract the domains belong to.
     image_size: (h, w).
     num_classes: semantic classes of the dataset.
   """
   if not num_classes:
-    return None
+    return {domain: None for domain in domains}
   data = config.data
   split = data.get('judge_split') or data.train_split
   load = image_pairs.load_paired_arrays if paired else image_pairs.load_unpaired_arrays
   arrays = load(data.dataset, split, data_dir=data.get('data_dir'), image_size=image_size)
   hparams = judge_hparams(config, num_classes)
-  path = judge_cache.judge_cache_path(config, split=split, image_size=image_size,
-                                      hparams=hparams, extra=(domain,))
-  variables = segmentation_judge.load_or_train_segmentation_judge(
-      path, arrays[domain].astype(np.float32) / 255.0, arrays['semantic'], **hparams)
-  return Judge(variables, hparams)
+  judges = {}
+  for domain in domains:
+    path = judge_cache.judge_cache_path(config, split=split, image_size=image_size,
+                                        hparams=hparams, extra=(domain,))
+    variables = segmentation_judge.load_or_train_segmentation_judge(
+        path, arrays[domain].astype(np.float32) / 255.0, arrays['semantic'], **hparams)
+    judges[domain] = Judge(variables, hparams)
+  return judges
 
 
 def map_batches(fn: Callable, images: np.ndarray, rng: jax.Array, batch_size: int
@@ -92,7 +96,7 @@ def score(generated: np.ndarray, targets: np.ndarray, semantic: np.ndarray | Non
     generated: [N, H, W, 3] uint8 outputs.
     targets: [N, H, W, 3] uint8 paired targets, or [M, H, W, 3] real target-domain images.
     semantic: [N, H, W] uint8 maps of the inputs, or None.
-    judge: from `judge_for` (None without semantic maps).
+    judge: from `judges_for` (None without semantic maps).
   """
   if paired and judge is not None and semantic is not None:
     return translation.translation_metrics(generated, targets, semantic, judge.variables,
