@@ -13,6 +13,8 @@ Modules
                        track ids, exact forward/backward flow with validity masks.
   digits               scikit-learn's real 8x8 handwritten digits at 32x32 (bundled,
                        no download): fixed stratified train 1437 / test 360.
+  bundled_photos       the 11 colour photos shipped in scikit-image and scikit-learn
+                       (no download): fixed train 8 / validation 3.
   coco_format          a local COCO-format folder (COCO 2017 unzipped, or your own
                        images + annotation json) as a TFDS builder, prepared on first use.
   streams              the family-agnostic core: deterministic indexing and shuffling,
@@ -26,6 +28,8 @@ Modules
   labelled_images      the labelled-image contract (image + class label) and pipeline.
   image_pairs          the paired (pix2pix: input, target) and unpaired (CycleGAN:
                        domains a, b) image contracts and pipelines.
+  photo_pipeline       style-transfer content crops and super-resolution (LR, HR)
+                       pairs from photos (bundled_photos, coco/2017, div2k).
   video_pipeline       the video-clip contract: training frame pairs (keyframe, current
                        frame with its instances, exact current -> keyframe flow) and
                        whole evaluation clips; `clip_frames_as_detection_batch`.
@@ -77,6 +81,7 @@ def _hide_accelerators_from_tf() -> None:
 _hide_accelerators_from_tf()
 
 # Importing the builder modules registers them with TFDS.
+from vision_jax.data import bundled_photos  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position
 from vision_jax.data import coco_format  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position
 from vision_jax.data import digits  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position
 from vision_jax.data import synthetic_faces  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position

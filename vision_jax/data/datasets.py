@@ -27,6 +27,8 @@ _MANUAL_FILES = {
                   'image_info_test2015.zip'),
     'coco/2017_panoptic': ('train2017.zip', 'val2017.zip',
                            'panoptic_annotations_trainval2017.zip'),
+    'div2k/bicubic_x4': ('DIV2K_train_HR.zip', 'DIV2K_valid_HR.zip',
+                         'DIV2K_train_LR_bicubic_X4.zip', 'DIV2K_valid_LR_bicubic_X4.zip'),
 }
 
 
