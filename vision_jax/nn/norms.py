@@ -14,13 +14,16 @@
                   statistics (torch's InstanceNorm2d(affine=False,
                   track_running_stats=False), pix2pix / CycleGAN's 'instance'); the same
                   computation whatever `train` says, and no variables at all.
+  'instance_affine'  the same normalization followed by a learned per-channel affine
+                  y * scale + bias (torch's InstanceNorm2d(affine=True), as Johnson's
+                  transform net in pytorch/examples' fast_neural_style).
   'none'          identity.
 
 Variables (float32): 'batch' has params {scale, bias} and batch_stats {mean, var};
 'frozen_batch' keeps {scale, bias, mean, var} all in the 'batch_stats' collection, so
 no optimizer touches them and converted torch weights (weight, bias, running_mean,
-running_var) drop straight in; 'group' has params {scale, bias}; 'instance' and 'none'
-have no variables.
+running_var) drop straight in; 'group' and 'instance_affine' have params {scale, bias};
+'instance' and 'none' have no variables.
 """
 import functools
 import math
@@ -30,7 +33,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-NORM_KINDS = ('batch', 'frozen_batch', 'group', 'instance', 'none')
+NORM_KINDS = ('batch', 'frozen_batch', 'group', 'instance', 'instance_affine', 'none')
 
 
 class FrozenBatchNorm(nn.Module):
@@ -114,6 +117,9 @@ def make_norm(kind: str, *, train: bool = False, dtype: Any = None
   if kind == 'instance':
     # scale_init is accepted (and unused) so that callers can pass it for every kind.
     return functools.partial(nn.InstanceNorm, use_scale=False, use_bias=False, epsilon=1e-5,
+                             use_fast_variance=False, dtype=dtype)
+  if kind == 'instance_affine':
+    return functools.partial(nn.InstanceNorm, use_scale=True, use_bias=True, epsilon=1e-5,
                              use_fast_variance=False, dtype=dtype)
   if kind == 'none':
     return lambda name=None, scale_init=None: _Identity(name=name)

@@ -90,7 +90,8 @@ class ConvTranspose3x3(nn.Module):
 class ResnetBlock(nn.Module):
   """x + [reflect pad 1, conv 3x3, norm, ReLU, (dropout), reflect pad 1, conv 3x3, norm](x).
 
-  x: [B, H, W, C] -> same shape (H, W >= 2).
+  x: [B, H, W, C] -> same shape (H, W >= 2). The convs have biases for the instance norms
+  ('instance', 'instance_affine': torch's InstanceNorm2d, the reference's use_bias).
   """
   norm: str = 'instance'
   dropout: float = 0.0
@@ -99,7 +100,7 @@ class ResnetBlock(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool, dropout: bool):
     norm = norms.make_norm(self.norm, train=train, dtype=self.dtype)
-    use_bias = self.norm == 'instance'
+    use_bias = self.norm in ('instance', 'instance_affine')
     c = x.shape[-1]
     h = nn.Conv(c, (3, 3), padding='VALID', use_bias=use_bias, dtype=self.dtype,
                 kernel_init=KERNEL_INIT, name='conv1')(reflect_pad(x, 1))

@@ -8,6 +8,10 @@ drop in with `weight.transpose(2, 3, 1, 0)`.
                      input pixel becomes one 2x2 output block, i.e. one matmul.
   ConvTranspose4x4   kernel 4, stride 2, padding 1 (CenterNet's neck, Keypoint R-CNN's
                      predictor): 4 sub-pixel 2x2 convolutions interleaved.
+
+and the parameter-free rearrangement of sub-pixel convolution (Shi et al. 2016):
+
+  pixel_shuffle      torch.nn.PixelShuffle(r): [B, H, W, C r^2] -> [B, rH, rW, C] (SRResNet).
 """
 from typing import Any
 
@@ -18,6 +22,26 @@ from vision_jax.nn import conv as conv_lib
 from vision_jax.ops import backend
 
 _FAN_OUT_RELU = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+
+
+def pixel_shuffle(x, r: int):
+  """torch.nn.PixelShuffle(r) on NHWC: x [B, H, W, C * r * r] -> [B, H * r, W * r, C].
+
+    y[b, h * r + i, w * r + j, c] = x[b, h, w, c * r * r + i * r + j]
+
+  torch's channel-major order, so a converted torch conv that feeds a PixelShuffle keeps
+  its output-channel order. Not tf.nn.depth_to_space's order, which reads channel
+  (i * r + j) * C + c.
+
+  Raises:
+    ValueError: the channels are not a multiple of r * r.
+  """
+  b, h, w, channels = x.shape
+  if channels % (r * r):
+    raise ValueError(f'pixel_shuffle: {channels} channels is not a multiple of r*r = {r * r}')
+  c = channels // (r * r)
+  y = x.reshape(b, h, w, c, r, r).transpose(0, 1, 4, 2, 5, 3)  # [B, H, i, W, j, C]
+  return y.reshape(b, h * r, w * r, c)
 
 
 class ConvTranspose2x2(nn.Module):
