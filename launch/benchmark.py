@@ -5,6 +5,8 @@
   python -m launch.benchmark --config=experiments/mask_rcnn_coco.py:bench --steps=5
   python -m launch.benchmark --config=experiments/yolact_coco.py:bench --steps=5
   python -m launch.benchmark --config=experiments/mask_rcnn_coco.py:bench --mode=predict
+  python -m launch.benchmark --op=style_transfer --config=experiments/style_transfer.py \
+      --workdir=workdirs/style   # one image: transform net vs Gatys to the same loss
 
 --mode picks what an experiment's benchmark times: 'train_step' (the default) or
 'predict' (the default of an experiment whose config sets `config.benchmark.mode =
@@ -46,7 +48,8 @@ torchvision_reference.import_error()
 from launch import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 flags.DEFINE_string('op', None, 'Benchmark one op instead of a train step: roi_align, nms, '
-                    'conv3x3, deform_conv2d or corner_pool.')
+                    'conv3x3, deform_conv2d or corner_pool; or style_transfer (a trained '
+                    'transform net in --workdir vs Gatys\' optimisation, --config).')
 flags.DEFINE_string('op_kwargs', None, 'JSON object of keyword arguments for the op case, '
                     'e.g. \'{"num_boxes": 1000}\' (see vision_jax/benchmarks/ops.py).')
 flags.DEFINE_enum('mode', None, ['train_step', 'predict'], 'What an experiment\'s benchmark '
@@ -84,7 +87,15 @@ def main(argv):
     settings = threads.parse_settings(FLAGS.threads or 'all,1')
   except ValueError as e:
     raise common.UsageError(f'--threads: {e}') from e
-  if FLAGS.op:
+  if FLAGS.op == 'style_transfer':  # vision_jax/benchmarks/style_transfer.py
+    overrides = list(common._overrides)  # pylint: disable=protected-access
+    kwargs = dict(json.loads(FLAGS.op_kwargs) if FLAGS.op_kwargs else {},
+                  config_spec=FLAGS.config or 'experiments/style_transfer.py',
+                  overrides=overrides, workdir=FLAGS.workdir)
+    output = _compared('style_transfer', {
+        s: threads.run_isolated('vision_jax.benchmarks.style_transfer:run', kwargs, s)
+        for s in settings})
+  elif FLAGS.op:
     from vision_jax.benchmarks import compare  # pylint: disable=g-import-not-at-top
     from vision_jax.benchmarks import ops  # pylint: disable=g-import-not-at-top
     known = sorted(ops._OPS)  # pylint: disable=protected-access
