@@ -112,7 +112,7 @@ CONFIG_FILE = 'config.json'
 # any other change on resume is refused unless explicitly allowed.
 FREE_TO_CHANGE = ('eval.', 'train.log_every', 'train.checkpoint_every',
                   'train.keep_checkpoints', 'train.eval_every', 'data.data_dir', 'benchmark.',
-                  'kernels')
+                  'kernels', 'init.')  # init.*: read at step 0 only (checkpoint.initialize_from)
 
 
 def to_json_dict(config: ml_collections.ConfigDict) -> dict:

@@ -11,6 +11,8 @@ It knows nothing of any family: everything model-specific comes from the task
   train.checkpoint_every save every N steps (and always at the end)
   train.keep_checkpoints how many to keep
   train.eval_every       evaluate every N steps (0: only at the end)
+  init.workdir, ...      optional: a fresh run copies chosen parameters from another
+                         finished run (`checkpoint.initialize_from`)
 
 The workdir remembers its config (`config.json`, written at the first start); a resume
 whose config changes the optimisation is refused unless `allow_config_change`
@@ -85,7 +87,12 @@ class Trainer:
     """(state, step): restored from the newest checkpoint, else freshly initialised."""
     latest = self.checkpoints.latest_step()
     if latest is None:
-      return self._init(self.init_key), 0
+      state = self._init(self.init_key)
+      init = self.config.get('init')
+      if init is not None and init.get('workdir'):
+        logging.info('Initialising %s from %s', init.get('params'), init.workdir)
+        state = checkpoint_lib.initialize_from(state, init, self.replicated)
+      return state, 0
     logging.info('Resuming from %s/%d', self.checkpoints.directory, latest)
     return self.checkpoints.restore(self.abstract_state(), latest), latest
 
