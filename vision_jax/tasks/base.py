@@ -211,6 +211,21 @@ class Task(abc.ABC):
     return {'predict': ExportFunction(lambda b: self.predict_step(state, b), (batch,))}
 
 
+def request_rgb_image(request: dict, task: str, missing: str) -> np.ndarray:
+  """The [h, w, 3] image of a `launch.predict` request, or a PredictionRequestError.
+
+  missing: what the task does with an image and which one to pass (the message when
+    --image is absent), e.g. 'stylises an image: pass --image=photo.jpg'.
+  """
+  image = request.get('image')
+  if image is None:
+    raise PredictionRequestError(f'task {task!r} {missing}')
+  image = np.asarray(image)
+  if image.ndim != 3 or image.shape[-1] != 3:
+    raise PredictionRequestError(f'--image: expected an RGB image, got shape {image.shape}')
+  return image
+
+
 class ConfigSplits:
   """A mixin for tasks whose data is one pipeline over two splits of `config.data`.
 

@@ -189,16 +189,10 @@ class CycleGanTask(base.Task):
     return {'image': out, 'reconstruction': self.translate(state, out, back)}
 
   def prediction_batch(self, request):
-    image = request.get('image')
-    if image is None:
-      raise base.PredictionRequestError(
-          f'task {self.config.task!r} translates an image: pass --image=FILE (domain '
-          f'{"A" if self.config.get("predict_direction", "a2b") == "a2b" else "B"}; '
-          '--config.predict_direction=b2a for the other way)')
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[-1] != 3:
-      raise base.PredictionRequestError(f'--image: expected an RGB image, got shape '
-                                        f'{image.shape}')
+    image = base.request_rgb_image(request, self.config.task, (
+        'translates an image: pass --image=FILE (domain '
+        f'{"A" if self.config.get("predict_direction", "a2b") == "a2b" else "B"}; '
+        '--config.predict_direction=b2a for the other way)'))
     return {'image': translation_eval.fit_image(image, self.image_size)[None]}
 
   def draw_prediction(self, batch, predictions):

@@ -145,15 +145,9 @@ class Pix2PixTask(base.Task):
                                     jax.random.PRNGKey(self.config.seed))}
 
   def prediction_batch(self, request):
-    image = request.get('image')
-    if image is None:
-      raise base.PredictionRequestError(
-          f'task {self.config.task!r} translates an image: pass --image (an input of '
-          f'{self.config.data.dataset}, e.g. a coloured label map)')
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[-1] != 3:
-      raise base.PredictionRequestError(f'--image: expected an RGB image, got shape '
-                                        f'{image.shape}')
+    image = base.request_rgb_image(request, self.config.task, (
+        'translates an image: pass --image (an input of '
+        f'{self.config.data.dataset}, e.g. a coloured label map)'))
     resized = translation_eval.fit_image(image, self.image_size,
                                          nearest=self.source.input_is_label_map)
     return {'input': resized[None]}

@@ -205,14 +205,8 @@ class StyleTransferTask(base.Task):
     return {'image': jnp.round(y * 255.0).astype(jnp.uint8)}
 
   def prediction_batch(self, request):
-    image = request.get('image')
-    if image is None:
-      raise base.PredictionRequestError(
-          f'task {self.config.task!r} stylises an image: pass --image=photo.jpg')
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[-1] != 3:
-      raise base.PredictionRequestError(f'--image: expected an RGB image, got shape '
-                                        f'{image.shape}')
+    image = base.request_rgb_image(request, self.config.task,
+                                   'stylises an image: pass --image=photo.jpg')
     return {'image': translation_eval.fit_image(image, self.predict_size)[None]}
 
   def example_prediction_request(self):

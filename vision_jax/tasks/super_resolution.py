@@ -263,14 +263,8 @@ class SuperResolutionTask(base.Task):
     return tuple(int(s) for s in self.config.predict.lr_size)
 
   def prediction_batch(self, request):
-    image = request.get('image')
-    if image is None:
-      raise base.PredictionRequestError(
-          f'task {self.config.task!r} upscales an image x{self.scale}: pass --image')
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[-1] != 3:
-      raise base.PredictionRequestError(f'--image: expected an RGB image, got shape '
-                                        f'{image.shape}')
+    image = base.request_rgb_image(request, self.config.task,
+                                   f'upscales an image x{self.scale}: pass --image')
     padded, (h, w) = fit_lr(image, self._predict_lr_size())
     return {'lr': padded[None], 'lr_valid_size': np.asarray([[h, w]], np.int32)}
 
