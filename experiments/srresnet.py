@@ -51,6 +51,7 @@ def get_config(arg=None):
   config.model.features = 8 if tiny else 64
   config.model.num_blocks = 2 if tiny else 16
   config.model.norm = 'batch'
+  config.model.skip = 'none'  # 'bicubic': learn the residual over bicubic upsampling
   config.model.dtype = 'float32'
 
   config.optimizers = ml_collections.ConfigDict()

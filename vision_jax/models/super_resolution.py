@@ -52,6 +52,7 @@ import math
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from vision_jax.nn import conv as conv_lib
@@ -59,6 +60,7 @@ from vision_jax.nn import norms
 from vision_jax.nn import upsample as upsample_lib
 
 NORMS = ('batch', 'none')
+SKIPS = ('none', 'bicubic')
 POOLINGS = ('flatten', 'avg')
 # (width as a multiple of features, stride) of the 7 conv-BN-LeakyReLU blocks.
 DISCRIMINATOR_STAGES = ((1, 2), (2, 1), (2, 2), (4, 1), (4, 2), (8, 1), (8, 2))
@@ -137,6 +139,9 @@ class SRResNet(nn.Module):
     num_blocks: residual blocks (16).
     upscale: scale factor s, 3 or a power of 2 (4).
     norm: 'batch' (SRGAN) | 'none'.
+    skip: 'none' (the paper's) | 'bicubic': the network adds its output to the bicubic
+      upsampling of x (`jax.image.resize`), and its last conv starts at zero, so it
+      starts as bicubic and learns the residual (as VDSR); needs out_channels == C.
     out_channels: channels of the output image.
     dtype: compute dtype (None: float32 / the inputs'); params stay float32.
   """
@@ -144,6 +149,7 @@ class SRResNet(nn.Module):
   num_blocks: int = 16
   upscale: int = 4
   norm: str = 'batch'
+  skip: str = 'none'
   out_channels: int = 3
   dtype: Any = None
 
@@ -161,6 +167,9 @@ class SRResNet(nn.Module):
     """
     if self.norm not in NORMS:
       raise ValueError(f'SRResNet: norm must be one of {NORMS}, not {self.norm!r}')
+    if self.skip not in SKIPS or (self.skip == 'bicubic' and x.shape[-1] != self.out_channels):
+      raise ValueError(f'SRResNet: skip must be one of {SKIPS} ({SKIPS[1]!r} needs '
+                       f'out_channels == input channels), not {self.skip!r}')
     stages = upscale_stages(self.upscale)
     norm = norms.make_norm(self.norm, train=train, dtype=self.dtype)
     f = self.features
@@ -174,8 +183,14 @@ class SRResNet(nn.Module):
     h = norm(name='trunk_bn')(h) + h0
     for i, r in enumerate(stages):
       h = SubPixelUpsample(f, r, self.dtype, name=f'up{i}')(h)
-    y = conv_lib.Conv(self.out_channels, 9, dtype=self.dtype, name='head')(h)
+    bicubic = self.skip == 'bicubic'
+    y = conv_lib.Conv(self.out_channels, 9, dtype=self.dtype, name='head',
+                      **({'kernel_init': nn.initializers.zeros} if bicubic else {}))(h)
     y = y.astype(jnp.float32)
+    if bicubic:
+      b, hh, ww, c = x.shape
+      y = y + jax.image.resize(x.astype(jnp.float32),
+                               (b, hh * self.upscale, ww * self.upscale, c), 'bicubic')
     return jnp.clip(y, 0.0, 1.0) if clip else y
 
 

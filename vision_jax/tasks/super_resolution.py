@@ -149,7 +149,7 @@ class SuperResolutionTask(base.Task):
       sr_models.upscale_stages(self.scale)
       self.generator = sr_models.SRResNet(
           features=m.features, num_blocks=m.num_blocks, upscale=self.scale, norm=m.norm,
-          dtype=dtype)
+          skip=m.get('skip', 'none'), dtype=dtype)
       if self.kind == 'srgan':
         self.discriminator = sr_models.SRGANDiscriminator(
             features=m.discriminator_features,
