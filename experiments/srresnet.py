@@ -12,11 +12,15 @@ of the validation photos (LR 64 x 64); predictions.png: rows of bicubic | model 
 writes the x4 output of its pixels. SRGAN starts from this run (experiments/srgan.py).
 
 Variants after the colon:
-  (default)  64 features, 16 residual blocks (the paper's generator), random 64 x 64 HR
-             crops (the paper's 96 are too slow for the CPU budget), batch 16,
-             Adam(b1 0.9) at 1e-3 with 20 warmup steps and cosine decay over 600 steps
-             (paper: 1e-4 for 10^6 steps; ours must learn in ~10 CPU minutes).
-  tiny       8 features, 2 blocks, 32 x 32 crops, a few steps (end-to-end tests).
+  (default)  64 features, 16 residual blocks, without batch norm and adding the bicubic
+             upsampling to the output (model.skip='bicubic': it starts as bicubic and
+             learns the residual; the paper's generator has BN and no such skip, both
+             CPU-budget choices), random 64 x 64 HR crops (the paper's 96 are too slow),
+             batch 16, Adam(b1 0.9) at 1e-3 with 20 warmup steps and cosine decay over
+             1500 steps (paper: 1e-4 for 10^6 steps). Measured: PSNR_Y 28.10 vs bicubic
+             27.10 on the held-out crops in 14.5 min on 2 CPU cores.
+  tiny       8 features, 2 blocks, BN, no skip, 32 x 32 crops, a few steps (end-to-end
+             tests).
   div2k      the paper's recipe on TFDS div2k/bicubic_x4 (prepare it first with
              `tfds build div2k/bicubic_x4`): 96 crops, batch 16, Adam 1e-4, 10^6 steps.
 """
@@ -50,8 +54,12 @@ def get_config(arg=None):
   config.model.upscale = 4
   config.model.features = 8 if tiny else 64
   config.model.num_blocks = 2 if tiny else 16
-  config.model.norm = 'batch'
-  config.model.skip = 'none'  # 'bicubic': learn the residual over bicubic upsampling
+  # CPU-sized default: no batch norm (as EDSR) and the residual over bicubic upsampling,
+  # which starts at bicubic's PSNR; the paper's generator is norm='batch', skip='none'
+  # (:tiny and :div2k keep it).
+  cpu_default = not (tiny or div2k)
+  config.model.norm = 'none' if cpu_default else 'batch'
+  config.model.skip = 'bicubic' if cpu_default else 'none'
   config.model.dtype = 'float32'
 
   config.optimizers = ml_collections.ConfigDict()
@@ -61,12 +69,12 @@ def get_config(arg=None):
       params='generator/.*'))
 
   config.train = ml_collections.ConfigDict()
-  config.train.steps = 10**6 if div2k else (120 if tiny else 600)
+  config.train.steps = 10**6 if div2k else (120 if tiny else 1500)
   config.train.batch_size = 8 if tiny else 16
   config.train.log_every = 20 if tiny else 50
-  config.train.checkpoint_every = 120 if tiny else (10000 if div2k else 200)
+  config.train.checkpoint_every = 120 if tiny else (10000 if div2k else 500)
   config.train.keep_checkpoints = 2
-  config.train.eval_every = 0 if (tiny or div2k) else 200
+  config.train.eval_every = 0 if (tiny or div2k) else 500
 
   config.eval = ml_collections.ConfigDict()
   config.eval.hr_size = 128 if tiny else 256  # centre crops of the validation photos
