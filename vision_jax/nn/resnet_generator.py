@@ -33,6 +33,7 @@ import jax.numpy as jnp
 from vision_jax.nn import conv as conv_lib
 from vision_jax.nn import norms
 from vision_jax.nn import unet
+from vision_jax.nn import upsample
 
 NORMS = ('batch', 'instance', 'none')
 KERNEL_INIT = unet.KERNEL_INIT  # N(0, 0.02)
@@ -71,16 +72,7 @@ class ConvTranspose3x3(nn.Module):
     dtype = jnp.dtype(self.dtype)
     x = x.astype(dtype)
     kernel = kernel.astype(dtype)
-    rows = []
-    for taps_y, pad_y in self._PHASES:
-      cols = []
-      for taps_x, pad_x in self._PHASES:
-        k = kernel[jnp.array(taps_y)][:, jnp.array(taps_x)]  # [ty, tx, out, in]
-        cols.append(conv_lib.conv2d(x, k.transpose(0, 1, 3, 2), padding=(pad_y, pad_x)))
-      rows.append(jnp.stack(cols, axis=3))  # [B, h, w, 2 (x phase), out]
-    y = jnp.stack(rows, axis=2)  # [B, h, 2 (y phase), w, 2 (x phase), out]
-    b, h, w = x.shape[:3]
-    y = y.reshape(b, 2 * h, 2 * w, self.features)
+    y = upsample.stride2_phases(x, kernel, self._PHASES)
     if self.use_bias:
       y = y + self.param('bias', nn.initializers.zeros, (self.features,),
                          jnp.float32).astype(dtype)

@@ -44,6 +44,30 @@ def pixel_shuffle(x, r: int):
   return y.reshape(b, h * r, w * r, c)
 
 
+
+def stride2_phases(x, kernel, phases, conv=conv_lib.conv2d):
+  """A stride-2 transposed convolution as four stride-1 convs, one per output phase.
+
+  Args:
+    x: [B, h, w, in].
+    kernel: [k, k, out, in], the transposed conv's kernel in torch's layout.
+    phases: per output phase (even, odd) along one axis: (the kernel taps it uses,
+      (low, high) zero padding of its conv); the same for rows and columns.
+    conv: `conv(x, kernel [kh, kw, in, out], padding=((lo, hi), (lo, hi)))`.
+  Returns:
+    [B, 2h, 2w, out]: row 2m + r, column 2n + q from phase (r, q) at (m, n).
+  """
+  rows = []
+  for taps_y, pad_y in phases:
+    cols = []
+    for taps_x, pad_x in phases:
+      k = kernel[jnp.array(taps_y)][:, jnp.array(taps_x)]  # [ty, tx, out, in]
+      cols.append(conv(x, k.transpose(0, 1, 3, 2), padding=(pad_y, pad_x)))
+    rows.append(jnp.stack(cols, axis=3))  # [B, h, w, 2 (x phase), out]
+  y = jnp.stack(rows, axis=2)  # [B, h, 2 (y phase), w, 2 (x phase), out]
+  b, h, w = x.shape[:3]
+  return y.reshape(b, 2 * h, 2 * w, kernel.shape[2])
+
 class ConvTranspose2x2(nn.Module):
   """torch.nn.ConvTranspose2d(in, features, kernel_size=2, stride=2) as one matmul.
 
@@ -104,17 +128,8 @@ class ConvTranspose4x4(nn.Module):
     x = x.astype(dtype)
     kernel = kernel.astype(dtype)
     by_dots = self.in_switch and backend.cpu_tuned()
-    rows = []
-    for taps_y, pad_y in self._PHASES:
-      cols = []
-      for taps_x, pad_x in self._PHASES:
-        k = kernel[jnp.array(taps_y)][:, jnp.array(taps_x)]  # [2, 2, out, in]
-        conv = conv_lib.conv_by_dots if by_dots else conv_lib.conv2d
-        cols.append(conv(x, k.transpose(0, 1, 3, 2), padding=(pad_y, pad_x)))
-      rows.append(jnp.stack(cols, axis=3))  # [B, h, w, 2 (x phase), out]
-    y = jnp.stack(rows, axis=2)  # [B, h, 2 (y phase), w, 2 (x phase), out]
-    b, h, w = x.shape[:3]
-    y = y.reshape(b, 2 * h, 2 * w, self.features)
+    y = stride2_phases(x, kernel, self._PHASES,
+                       conv_lib.conv_by_dots if by_dots else conv_lib.conv2d)
     if self.use_bias:
       y = y + self.param('bias', nn.initializers.zeros, (self.features,),
                          jnp.float32).astype(dtype)
