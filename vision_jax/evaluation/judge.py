@@ -218,29 +218,44 @@ def train_judge(images, labels, *, num_classes: int, **hparams) -> dict[str, Any
   x = _check_images(images)
   y = _check_labels(labels, num_classes, len(x))
   n = len(x)
+  check_schedule(hp, n)
+  init_key, order_key, shift_key = jax.random.split(jax.random.key(hp.seed), 3)
+  init, tx, step = _optimizer_and_step(dataclasses.replace(hp, seed=0), n)
+  params = init(init_key, x[:1])['params']
+  params = run_training('judge', hp, tx, step, params,
+                        (jnp.asarray(x), jnp.asarray(y), order_key, shift_key))
+  return {'params': params}
+
+
+def check_schedule(hp, n: int) -> None:
+  """A judge's `steps` >= 1 and `batch_size` in [1, n] (n: the number of images)."""
   if hp.steps < 1:
     raise ValueError(f'steps must be >= 1, not {hp.steps}')
   if not 0 < hp.batch_size <= n:
     raise ValueError(f'batch_size must be in [1, {n}] (the number of images), '
                      f'not {hp.batch_size}')
-  init_key, order_key, shift_key = jax.random.split(jax.random.key(hp.seed), 3)
+
+
+def run_training(name: str, hp, tx, step, params, data: tuple):
+  """The judges' training loop: `hp.steps` calls of the jitted
+  `step(params, opt_state, *data, i) -> (params, opt_state, loss)`, logged as `name`.
+
+  Returns the trained params; raises FloatingPointError if any loss was not finite.
+  """
   start = time.time()
-  init, tx, step = _optimizer_and_step(dataclasses.replace(hp, seed=0), n)
-  params = init(init_key, x[:1])['params']
-  x_device, y_device = jnp.asarray(x), jnp.asarray(y)
   opt_state = tx.init(params)
   losses = []
   for i in range(hp.steps):
-    params, opt_state, loss = step(params, opt_state, x_device, y_device, order_key,
-                                   shift_key, i)
+    params, opt_state, loss = step(params, opt_state, *data, i)
     losses.append(loss)
   losses = np.asarray(jnp.stack(losses))
-  logging.info('judge trained: %d steps in %.1f s, loss %.3f -> %.3f (first/last 10%%)',
-               hp.steps, time.time() - start, losses[:max(1, hp.steps // 10)].mean(),
-               losses[-max(1, hp.steps // 10):].mean())
+  tenth = max(1, hp.steps // 10)
+  logging.info('%s trained: %d steps in %.1f s, loss %.3f -> %.3f (first/last 10%%)',
+               name, hp.steps, time.time() - start, losses[:tenth].mean(),
+               losses[-tenth:].mean())
   if not np.isfinite(losses).all():
-    raise FloatingPointError(f'judge training diverged (non-finite loss); hparams {hp}')
-  return {'params': params}
+    raise FloatingPointError(f'{name} training diverged (non-finite loss); hparams {hp}')
+  return params
 
 
 @functools.lru_cache(maxsize=8)

@@ -57,10 +57,8 @@ accuracy and mean class IoU (definitions and absent-class conventions in its doc
 """
 import dataclasses
 import functools
-import time
 from typing import Any, Sequence
 
-from absl import logging
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -242,31 +240,14 @@ def train_segmentation_judge(images, semantic, *, num_classes: int,
   x = _check_images(images, hp)
   s = _check_semantic(semantic, num_classes, x.shape[:3])
   n = len(x)
-  if hp.steps < 1:
-    raise ValueError(f'steps must be >= 1, not {hp.steps}')
-  if not 0 < hp.batch_size <= n:
-    raise ValueError(f'batch_size must be in [1, {n}] (the number of images), '
-                     f'not {hp.batch_size}')
+  judge.check_schedule(hp, n)
   init_key, order_key, flip_key = jax.random.split(jax.random.key(hp.seed), 3)
-  start = time.time()
   init, tx, step = _optimizer_and_step(dataclasses.replace(hp, seed=0), n)
   params = init(init_key, x[:1])['params']
-  x_device, s_device = jnp.asarray(x), jnp.asarray(s)
   weights = jnp.asarray(class_weights(s, num_classes, hp.class_balance))
-  opt_state = tx.init(params)
-  losses = []
-  for i in range(hp.steps):
-    params, opt_state, loss = step(params, opt_state, x_device, s_device, weights,
-                                   order_key, flip_key, i)
-    losses.append(loss)
-  losses = np.asarray(jnp.stack(losses))
-  tenth = max(1, hp.steps // 10)
-  logging.info('segmentation judge trained: %d steps in %.1f s, loss %.3f -> %.3f '
-               '(first/last 10%%)', hp.steps, time.time() - start, losses[:tenth].mean(),
-               losses[-tenth:].mean())
-  if not np.isfinite(losses).all():
-    raise FloatingPointError(f'segmentation judge training diverged (non-finite loss); '
-                             f'hparams {hp}')
+  params = judge.run_training('segmentation judge', hp, tx, step, params,
+                              (jnp.asarray(x), jnp.asarray(s), weights, order_key,
+                               flip_key))
   return {'params': params}
 
 
