@@ -47,6 +47,21 @@ def test_output_shapes(backbone, upsample, norm, dtype):
                                                               else 1), 16))
 
 
+def test_skips_add_backbone_laterals_and_leave_the_plain_neck_alone():
+  plain, _ = shapes_of(centernet.CenterNet(**TINY), (2, 64, 96, 3))
+  skip, out = shapes_of(centernet.CenterNet(**TINY, skips=True), (2, 64, 96, 3))
+  assert out['heatmap'].shape == (2, 16, 24, 3) and out['size'].shape == (2, 16, 24, 2)
+  assert not any('lateral' in name for name in plain['params']['neck'])
+  neck = skip['params']['neck']
+  # resnet18 at width 8: C4, C3, C2 have 32, 16, 8 channels; each stage has 16.
+  for i, c in enumerate((32, 16, 8)):
+    assert neck[f'up{i}_lateral']['kernel'].shape == (1, 1, c, 16)
+    assert f'up{i}_lateral_norm' in skip['batch_stats']['neck']
+  # The plain path keeps its names and shapes (checkpoints of either stay readable).
+  for name, leaf in plain['params']['neck'].items():
+    assert jax.tree.map(jnp.shape, neck[name]) == jax.tree.map(jnp.shape, leaf)
+
+
 def test_bad_inputs_raise():
   with pytest.raises(ValueError, match='multiples of 32'):
     shapes_of(centernet.CenterNet(**TINY), (1, 48, 64, 3))

@@ -88,3 +88,12 @@ def test_masks_boxes_keypoints_compose():
   nothing = draw.draw_boxes(draw.draw_masks(image, masks, classes, [False]),
                             np.array([[8.0, 8.0, 16.0, 16.0]]), classes, valid=[False])
   np.testing.assert_array_equal(nothing, draw.to_uint8(image))
+
+
+def test_the_best_scoring_label_is_on_top_where_boxes_coincide():
+  box = np.array([[8.0, 20.0, 30.0, 30.0]] * 2)
+  for scores in ([0.9, 0.4], [0.4, 0.9]):
+    picture = draw.draw_boxes(_image(), box, np.array([0, 1]), np.array(scores))
+    best = int(np.argmax(scores))
+    assert tuple(picture[9, 8]) == draw.class_colour(best)  # the label's background
+    assert tuple(picture[25, 8]) == draw.class_colour(best)  # the box's edge

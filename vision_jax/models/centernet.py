@@ -6,7 +6,8 @@
   dets = decode(out, max_detections=100)                   # inside jit
 
 Network (the paper's ResNet variant, without deformable convs): ResNet C5 (stride 32)
--> 3 upsampling stages x2 (`neck_channels`, default 256, 128, 64) -> stride 4 -> three
+-> 3 upsampling stages x2 (`neck_channels`, default 256, 128, 64; optional skips from
+C4, C3, C2: `skips`) -> stride 4 -> three
 heads, each 3x3 conv (`head_channels`, bias) - ReLU - 1x1 conv:
   heatmap  [B, H/4, W/4, num_classes]  LOGITS (sigmoid -> center probability); final
            bias -2.19 = -log((1 - 0.1) / 0.1), so every pixel starts at p = 0.1.
@@ -42,6 +43,8 @@ class UpsampleNeck(nn.Module):
   'deconv': 4x4 transposed conv, stride 2, torch padding 1 (official msra_resnet),
     see `vision_jax.nn.upsample.ConvTranspose4x4`;
   'bilinear' / 'nearest': resize x2 then 3x3 conv. Convs have no bias (a norm follows).
+  With `laterals` (skip connections), stage i adds a 1x1 conv + norm of laterals[i]
+  ('up{i}_lateral', 'up{i}_lateral_norm') before its ReLU.
   """
   channels: Sequence[int] = (256, 128, 64)
   upsample: str = 'deconv'
@@ -49,10 +52,16 @@ class UpsampleNeck(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, *, train: bool = False):
-    """x: [B, h, w, c] -> [B, h * 2**n, w * 2**n, channels[-1]]."""
+  def __call__(self, x, laterals: Sequence[jax.Array] | None = None, *,
+               train: bool = False):
+    """x: [B, h, w, c] -> [B, h * 2**n, w * 2**n, channels[-1]].
+
+    laterals: None, or one map per stage, [B, h * 2**(i+1), w * 2**(i+1), c_i].
+    """
     if self.upsample not in UPSAMPLE_MODES:
       raise ValueError(f'upsample must be one of {UPSAMPLE_MODES}, not {self.upsample!r}')
+    if laterals is not None and len(laterals) != len(self.channels):
+      raise ValueError(f'{len(laterals)} lateral maps for {len(self.channels)} neck stages')
     dtype = jnp.dtype(self.dtype)
     norm = norms.make_norm(self.norm, train=train, dtype=dtype)
     for i, ch in enumerate(self.channels):
@@ -64,7 +73,13 @@ class UpsampleNeck(nn.Module):
         x = jax.image.resize(x, (b, 2 * h, 2 * w, c), method=self.upsample)
         x = conv_lib.Conv(ch, 3, use_bias=False, dtype=dtype,
                           kernel_init=resnet.conv_kernel_init, name=f'{name}_conv')(x)
-      x = nn.relu(norm(name=f'{name}_norm')(x))
+      x = norm(name=f'{name}_norm')(x)
+      if laterals is not None:
+        lateral = conv_lib.Conv(ch, 1, use_bias=False, dtype=dtype,
+                                kernel_init=resnet.conv_kernel_init,
+                                name=f'{name}_lateral')(laterals[i])
+        x = x + norm(name=f'{name}_lateral_norm')(lateral)
+      x = nn.relu(x)
     return x
 
 
@@ -101,6 +116,10 @@ class CenterNet(nn.Module):
       (a new neck has no statistics to freeze).
     dtype: compute dtype ('float32', 'bfloat16', or a jnp dtype); params float32.
     zero_init_residual: backbone blocks start as identities (see nn.resnet).
+    skips: the neck adds the backbone maps of its stages' strides (C4, C3, C2), each
+      through a 1x1 conv + norm, U-Net / FPN style (off = the paper's plain ResNet
+      variant). At small inputs C5 is a coarse grid (4 x 4 at 128 x 128) from which a
+      plain neck must rebuild positions; the skips bring them back.
   """
   num_classes: int
   backbone: str = 'resnet18'
@@ -112,6 +131,7 @@ class CenterNet(nn.Module):
   neck_norm: str | None = None
   dtype: Any = jnp.float32
   zero_init_residual: bool = False
+  skips: bool = False
 
   @nn.compact
   def __call__(self, images, *, train: bool = False) -> dict[str, jax.Array]:
@@ -140,8 +160,9 @@ class CenterNet(nn.Module):
     neck_norm = self.neck_norm
     if neck_norm is None:
       neck_norm = 'batch' if self.norm == 'frozen_batch' else self.norm
+    laterals = [feats['C4'], feats['C3'], feats['C2']] if self.skips else None
     x = UpsampleNeck(tuple(self.neck_channels), self.upsample, neck_norm, self.dtype,
-                     name='neck')(feats['C5'], train=train)
+                     name='neck')(feats['C5'], laterals, train=train)
     small = nn.initializers.normal(1e-3)
     return {
         'heatmap': Head(self.num_classes, self.head_channels, HEATMAP_BIAS_INIT,

@@ -4,9 +4,10 @@ Targets (gaussian heatmaps, sizes, offsets) are rendered inside the jit'd step f
 padded ground truth of the detection batch contract (`vision_jax.losses.centernet`);
 decoding (3x3 max-pool peaks, top-K) runs inside the jit'd predict step.
 
-Config: `model` (backbone, width, neck_channels, head_channels, norm, dtype), `loss`
-(heatmap_weight, size_weight, offset_weight, normalize), one optimizer
-(`optimizers.<name>`), and the detection data / eval fields (`tasks.detection_base`).
+Config: `model` (backbone, width, neck_channels, head_channels, norm, dtype, and the
+optional skips), `loss` (heatmap_weight, size_weight, offset_weight, normalize), one
+optimizer (`optimizers.<name>`), and the detection data / eval fields
+(`tasks.detection_base`).
 """
 import jax.numpy as jnp
 
@@ -23,7 +24,7 @@ class CenterNetTask(detection_base.DetectionTask):
     self.model = centernet.CenterNet(
         num_classes=self.source.num_classes, backbone=m.backbone, width=m.width,
         neck_channels=tuple(m.neck_channels), head_channels=m.head_channels, norm=m.norm,
-        dtype=jnp.dtype(m.dtype))
+        dtype=jnp.dtype(m.dtype), skips=bool(m.get('skips', False)))
 
   def losses(self, params, model_state, batch):
     """(weighted total, (metrics, batch-norm updates)) of one batch."""

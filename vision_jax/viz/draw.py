@@ -140,12 +140,15 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, classes: np.ndarray,
     valid: [D] bool; False entries are skipped.
     upscale: integer factor applied to the picture first so that labels stay readable.
   Returns:
-    [H*upscale, W*upscale, 3] uint8.
+    [H*upscale, W*upscale, 3] uint8. With scores, the lowest is drawn first, so where
+    boxes coincide (CenterNet's per-class peaks at one place) the best label is on top.
   """
   picture = _upscaled(image, upscale)
   draw = ImageDraw.Draw(picture)
-  shown = _shown(valid, len(boxes))
-  for i in np.flatnonzero(shown):
+  shown = np.flatnonzero(_shown(valid, len(boxes)))
+  if scores is not None:
+    shown = shown[np.argsort(np.asarray(scores, np.float32)[shown], kind='stable')]
+  for i in shown:
     cls = int(classes[i])
     colour = class_colour(cls)
     x1, y1, x2, y2 = (float(v) * upscale for v in boxes[i])
