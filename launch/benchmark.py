@@ -7,6 +7,15 @@
   python -m launch.benchmark --config=experiments/mask_rcnn_coco.py:bench --mode=predict
   python -m launch.benchmark --op=style_transfer --config=experiments/style_transfer.py \
       --workdir=workdirs/style   # one image: transform net vs Gatys to the same loss
+  python -m launch.benchmark --suite [--families=centernet,yolact] [--steps=3]
+
+--suite runs every experiment's :bench (else :tiny) variant on whatever backend JAX sees
+(`vision_jax/benchmarks/suite.py`): compile time, train steps/s, images/s, FLOP/s and its
+ratio to a large matmul's, predict images/s and the kernels that ran, one row per
+experiment (skipped ones say why). It prints the Markdown table and writes suite.json and
+suite.md into --output (a folder; default workdirs/benchmark_suite). --steps defaults to 3
+there. The :bench variants are full-size models (up to a minute per train step on 2 CPU
+cores): --variants=tiny runs only the :tiny ones.
 
 --mode picks what an experiment's benchmark times: 'train_step' (the default) or
 'predict' (the default of an experiment whose config sets `config.benchmark.mode =
@@ -60,7 +69,31 @@ flags.DEFINE_string('threads', None, 'Thread settings, comma-separated: all (eve
                     'and/or a core count such as 1; each runs in a fresh process. Default: '
                     'all,1 for comparisons (with torchvision, or --mode=predict); a train '
                     'step without a reference runs in-process otherwise.')
-flags.DEFINE_string('output', 'benchmark.json', 'Where to write the results (JSON).')
+flags.DEFINE_string('output', 'benchmark.json', 'Where to write the results (JSON); with '
+                    '--suite a folder (default workdirs/benchmark_suite).')
+flags.DEFINE_bool('suite', False, 'Benchmark every experiment (its :bench or :tiny variant): '
+                  'one table.')
+flags.DEFINE_list('families', None, 'With --suite: only experiments of these tasks, e.g. '
+                  'centernet,yolact (default: all).')
+flags.DEFINE_list('variants', ['bench', 'tiny'], 'With --suite: the variant each experiment '
+                  'file runs, the first it has (--variants=tiny: a quick CPU run).')
+
+SUITE_OUTPUT = 'workdirs/benchmark_suite'
+SUITE_STEPS = 3
+
+
+def _suite(FLAGS) -> None:
+  from vision_jax.benchmarks import suite  # pylint: disable=g-import-not-at-top
+  steps = FLAGS.steps if FLAGS['steps'].present else SUITE_STEPS
+  output = FLAGS.output if FLAGS['output'].present else SUITE_OUTPUT
+  try:
+    results = suite.run(families=FLAGS.families, steps=steps, variants=FLAGS.variants)
+  except ValueError as e:
+    raise common.UsageError(str(e)) from e
+  json_path, md_path = suite.write(results, output)
+  print()
+  print(suite.markdown(results))
+  print(f'wrote {os.path.abspath(json_path)} and {os.path.abspath(md_path)}')
 
 
 def _print_flat(results: dict) -> None:
@@ -82,6 +115,9 @@ def _compared(kind: str, by_setting: dict) -> dict:
 def main(argv):
   del argv
   FLAGS = common.FLAGS
+  if FLAGS.suite:
+    _suite(FLAGS)
+    return
   from vision_jax.benchmarks import threads  # pylint: disable=g-import-not-at-top
   try:
     settings = threads.parse_settings(FLAGS.threads or 'all,1')

@@ -1,4 +1,12 @@
-"""What every launcher shares: config flags with overrides, and readable errors."""
+"""What every launcher shares: config flags with overrides, readable errors, a quiet
+console.
+
+The console shows this project's log lines (progress with ETA, evaluation results) and
+other libraries' warnings; their INFO chatter (orbax, TFDS, clu, jax, TensorFlow's C++
+INFO lines) and deprecation notices addressed to library authors appear only with
+--verbose (`vision_jax.train.console`).
+"""
+import os
 import sys
 
 from absl import app
@@ -7,6 +15,7 @@ from absl import logging
 
 from vision_jax import xla_flags
 from vision_jax.train import config as config_lib
+from vision_jax.train import console
 
 # Before any JAX computation: XLA reads its flags when the first backend starts.
 xla_flags.apply_defaults()
@@ -16,6 +25,9 @@ flags.DEFINE_string('config', None, 'Experiment file, optionally with a variant:
                     '--config.<key>=<value>, e.g. --config.train.steps=200.')
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and results.')
 flags.DEFINE_bool('multihost', False, 'Call jax.distributed.initialize() first (multi-host).')
+flags.DEFINE_bool('verbose', False, 'Also print the INFO logs of other libraries (orbax, '
+                  'TFDS, clu, jax, the C++ INFO lines of TensorFlow) and their deprecation '
+                  'notices; without it only their warnings and errors are printed.')
 FLAGS = flags.FLAGS
 
 _overrides: list[str] = []
@@ -60,6 +72,8 @@ def run(main):
 
   def wrapped(argv):
     logging.set_verbosity(logging.INFO)
+    if not FLAGS.verbose:
+      console.quiet_third_party_logs(own_dirs=[os.path.dirname(os.path.abspath(__file__))])
     if FLAGS.multihost:
       import jax
       jax.distributed.initialize()

@@ -12,10 +12,27 @@ def experiment(name: str, variant: str | None = None) -> str:
   return f'{path}:{variant}' if variant else path
 
 
-def launch(module: str, config: str, *args, data_dir=None, timeout: int = 900
-           ) -> tuple[int, str]:
-  """(exit code, stdout + stderr) of `python -m launch.<module> --config=... args`."""
-  command = [sys.executable, '-m', f'launch.{module}', f'--config={config}']
+# Runs a module as `python -m` does, then prints which of the named modules it imported.
+_REPORTING = """import runpy, sys
+try:
+  runpy.run_module({module!r}, run_name='__main__', alter_sys=True)
+finally:
+  print('imported:', ' '.join(f'{{name}}={{name in sys.modules}}' for name in {names!r}))
+"""
+
+
+def launch(module: str, config: str, *args, data_dir=None, timeout: int = 900,
+           report_modules=()) -> tuple[int, str]:
+  """(exit code, stdout + stderr) of `python -m launch.<module> --config=... args`.
+
+  With `report_modules` (e.g. ['tensorflow']) the output ends with a line
+  `imported: tensorflow=False ...` saying which of them the run imported.
+  """
+  if report_modules:
+    code = _REPORTING.format(module=f'launch.{module}', names=list(report_modules))
+    command = [sys.executable, '-c', code, f'--config={config}']
+  else:
+    command = [sys.executable, '-m', f'launch.{module}', f'--config={config}']
   if data_dir is not None:
     command.append(f'--config.data.data_dir={data_dir}')
   out = subprocess.run(command + [str(a) for a in args], cwd=ROOT, capture_output=True,

@@ -8,12 +8,13 @@ from PIL import Image
 
 from tests import launcher
 from tests import test_export
+from tests import test_launch_output
 
 CONFIG = launcher.experiment('centernet_shapes.py', 'tiny')
 
 
-def _launch(module, *args, data_dir):
-  return launcher.launch(module, CONFIG, *args, data_dir=data_dir)
+def _launch(module, *args, data_dir, **kwargs):
+  return launcher.launch(module, CONFIG, *args, data_dir=data_dir, **kwargs)
 
 
 # box/AP50 on the tiny validation split after the tiny config's 160 steps: 0.09 and 0.049
@@ -26,6 +27,7 @@ def test_train_evaluate_predict_and_bad_inputs(tmp_path):
   data_dir, workdir = tmp_path / 'tfds', tmp_path / 'work'
   code, log = _launch('train', f'--workdir={workdir}', data_dir=data_dir)
   assert code == 0, log[-3000:]
+  test_launch_output.check_quiet_train_log(log, steps=160)
   results = json.loads((workdir / 'eval_results.json').read_text())
   assert results['step'] == 160
   assert results['box/AP50'] >= MIN_TRAINED_AP50, results  # learning happened
@@ -56,8 +58,10 @@ def test_train_evaluate_predict_and_bad_inputs(tmp_path):
   image = tmp_path / 'in.png'
   Image.fromarray(np.full((100, 150, 3), 128, np.uint8)).save(image)
   code, log = _launch('predict', f'--workdir={workdir}', f'--image={image}',
-                      f'--output={tmp_path / "out.png"}', data_dir=data_dir)
+                      f'--output={tmp_path / "out.png"}', data_dir=data_dir,
+                      report_modules=['tensorflow'])
   assert code == 0, log[-3000:]
+  assert 'imported: tensorflow=False' in log, log  # a detection predict needs no TF
   scale = 128 / 150  # the tiny config's 128x128 input, aspect kept; drawn at 3x
   assert Image.open(tmp_path / 'out.png').size == (128 * 3, round(100 * scale) * 3)
 

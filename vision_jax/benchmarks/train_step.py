@@ -37,7 +37,8 @@ def _flops(compiled) -> float:
 
 
 def run(config, workdir: str, *, steps: int = 10, pipeline_batches: int = 20,
-        used_batches: list | None = None) -> dict:
+        used_batches: list | None = None, matmul_flops_per_s: float | None = None,
+        used_state: list | None = None) -> dict:
   """Times `steps` train steps of `config`'s experiment (module doc).
 
   Args:
@@ -47,6 +48,10 @@ def run(config, workdir: str, *, steps: int = 10, pipeline_batches: int = 20,
     pipeline_batches: batches read to time the input pipeline alone.
     used_batches: a list to which the host batches of the warm-up step and of the timed
       steps are appended, in order (e.g. to run torchvision's reference on them).
+    matmul_flops_per_s: the reference rate (`machine.matmul_flops_per_second()`) when the
+      caller measured it already (a suite of runs measures it once); None: measured here.
+    used_state: a list to which the state after the timed steps is appended (e.g. to
+      time the predict step without initialising another state).
   """
   if steps < 1:
     raise ValueError(f'steps must be >= 1, got {steps}')
@@ -86,6 +91,8 @@ def run(config, workdir: str, *, steps: int = 10, pipeline_batches: int = 20,
   step_s = usage.result['wall_s'] / steps
   if used_batches is not None:
     used_batches.extend(host_batches)
+  if used_state is not None:
+    used_state.append(state)
 
   final_metrics = {name: float(value) for name, value in jax.device_get(metrics).items()
                    if getattr(value, 'ndim', 1) == 0}
@@ -95,7 +102,7 @@ def run(config, workdir: str, *, steps: int = 10, pipeline_batches: int = 20,
   # Instances per image of the timed batches (those the losses use: valid, not crowd).
   instances = [float(np.sum(b['valid'] & ~b.get('is_crowd', np.zeros_like(b['valid']))))
                / batch_size for b in host_batches[1:] if 'valid' in b]
-  matmul = machine.matmul_flops_per_second()
+  matmul = matmul_flops_per_s or machine.matmul_flops_per_second()
   achieved = flops_per_step / step_s
   return {
       'devices': f'{jax.device_count()} x {jax.devices()[0].device_kind}',

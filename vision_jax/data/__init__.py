@@ -1,8 +1,10 @@
 """Datasets (TFDS builders, procedural, no download) and tf.data input pipelines.
 
 Importing this package registers the project's TFDS builders (`synthetic_shapes`,
-`synthetic_shapes_video`, `digits`, `coco_format`) and hides GPUs from TensorFlow (it
-only runs tf.data here).
+`synthetic_shapes_video`, `digits`, `coco_format`, ...) and imports no TensorFlow: TF
+loads with the modules that build tf.data pipelines, and `datasets.hide_accelerators_from_tf`
+keeps it off the GPUs (it only runs tf.data here). Reading a dataset's metadata (class
+names) and one user image (`single_image`) need no TF, so prediction never loads it.
 
 Modules
   datasets             get_builder / load_split: prepare procedural builders on first
@@ -23,8 +25,7 @@ Modules
                        defining `<contract>_source(builder)`.
   detection_pipeline   make_detection_dataset(...) -> iterator of contract batches.
   detection_sources    the detection adapters' type (class names, keypoints, ...).
-  detection_transforms per-example TF geometry (flip, scale jitter, crop, pad), and
-                       `letterbox` for one user image.
+  detection_transforms per-example TF geometry (flip, scale jitter, crop, pad).
   labelled_images      the labelled-image contract (image + class label) and pipeline.
   image_pairs          the paired (pix2pix: input, target) and unpaired (CycleGAN:
                        domains a, b) image contracts and pipelines.
@@ -33,7 +34,8 @@ Modules
   video_pipeline       the video-clip contract: training frame pairs (keyframe, current
                        frame with its instances, exact current -> keyframe flow) and
                        whole evaluation clips; `clip_frames_as_detection_batch`.
-  single_image         reading one user image file.
+  single_image         reading one user image file, and letterboxing it (numpy, no
+                       TensorFlow) exactly as evaluation does.
 
 The detection batch contract
 ----------------------------
@@ -67,23 +69,11 @@ K the number of keypoints per instance.
   example_valid  [B]          bool     False on the padding examples of a last
                                        evaluation batch (all-zero, classes -1, scale 1).
 """
-import tensorflow as tf
 
-
-def _hide_accelerators_from_tf() -> None:
-  """TF only runs tf.data here: keep it off the GPUs that JAX uses."""
-  try:
-    tf.config.set_visible_devices([], 'GPU')
-  except (RuntimeError, ValueError):  # Devices already initialized: nothing to do.
-    pass
-
-
-_hide_accelerators_from_tf()
-
-# Importing the builder modules registers them with TFDS.
-from vision_jax.data import bundled_photos  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position
-from vision_jax.data import coco_format  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position
-from vision_jax.data import digits  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position
-from vision_jax.data import synthetic_faces  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position
-from vision_jax.data import synthetic_shapes  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position
-from vision_jax.data import synthetic_shapes_video  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position
+# Importing the builder modules registers them with TFDS (they import TFDS, not TF).
+from vision_jax.data import bundled_photos  # pylint: disable=unused-import
+from vision_jax.data import coco_format  # pylint: disable=unused-import
+from vision_jax.data import digits  # pylint: disable=unused-import
+from vision_jax.data import synthetic_faces  # pylint: disable=unused-import
+from vision_jax.data import synthetic_shapes  # pylint: disable=unused-import
+from vision_jax.data import synthetic_shapes_video  # pylint: disable=unused-import

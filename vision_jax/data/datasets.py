@@ -13,10 +13,26 @@ builder and its `info` are needed).
 import difflib
 import os
 import time
+from typing import TYPE_CHECKING
 
 from absl import logging
-import tensorflow as tf
+# TFDS builders and their info need no TensorFlow: it is imported where data is read
+# or written (`hide_accelerators_from_tf`), so that prediction never loads it.
 import tensorflow_datasets as tfds
+
+if TYPE_CHECKING:
+  import tensorflow as tf
+
+
+def hide_accelerators_from_tf() -> None:
+  """Imports TensorFlow and keeps it off the GPUs that JAX uses (TF only runs tf.data
+  here). Called before TF first runs: by `streams` (which every pipeline imports), before
+  a builder is prepared and before a split is read."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top,redefined-outer-name
+  try:
+    tf.config.set_visible_devices([], 'GPU')
+  except (RuntimeError, ValueError):  # Devices already initialized: nothing to do.
+    pass
 
 # The files `tfds build coco/...` looks for in <data_dir>/downloads/manual.
 _MANUAL_FILES = {
@@ -39,6 +55,23 @@ class DatasetNotFoundError(Exception):
 def is_procedural(builder: tfds.core.DatasetBuilder) -> bool:
   """True for builders that draw their data (prepared on first use, no download)."""
   return bool(getattr(type(builder), 'PROCEDURAL', False))
+
+
+def is_embedded(name: str | None) -> bool:
+  """True for a dataset that needs no user files: a procedural builder that draws its
+  examples (`synthetic_shapes[/...]`, `digits`, ...), or no dataset at all (None).
+
+  False for catalog names (`coco/2017`, `div2k/...`: prepared data) and for builders
+  made from the user's local files at run time (`coco_format`). Prepares nothing.
+  """
+  if not name:
+    return True
+  try:
+    cls = tfds.builder_cls(name.split('/')[0].split(':')[0])
+  except tfds.core.registered.DatasetNotFoundError:
+    return False
+  return (bool(getattr(cls, 'PROCEDURAL', False))
+          and not getattr(cls, 'RUNTIME_CONFIGS', False))
 
 
 def get_builder(name: str, data_dir: str | None = None, *,
@@ -81,7 +114,7 @@ def get_builder(name: str, data_dir: str | None = None, *,
 def load_split(name: str, split: str, data_dir: str | None = None, *,
                download: bool = False, decoders=None, shuffle_files: bool = False,
                read_config: tfds.ReadConfig | None = None,
-               ) -> tuple[tf.data.Dataset, tfds.core.DatasetInfo]:
+               ) -> tuple['tf.data.Dataset', tfds.core.DatasetInfo]:
   """A split of a prepared dataset as (tf.data.Dataset of examples, DatasetInfo).
 
   Args:
@@ -101,6 +134,7 @@ def load_split(name: str, split: str, data_dir: str | None = None, *,
   if known and base not in known:
     raise DatasetNotFoundError(
         f'dataset {name!r} has no split {split!r}; its splits are {sorted(known)}')
+  hide_accelerators_from_tf()
   ds = builder.as_dataset(split=split, decoders=decoders, shuffle_files=shuffle_files,
                           read_config=read_config)
   return ds, builder.info
@@ -112,6 +146,7 @@ def _prepare_procedural(builder: tfds.core.DatasetBuilder,
   label = full_name(builder)
   print(f'Preparing {label} (procedural, nothing downloaded) in {builder.data_dir} ...',
         flush=True)
+  hide_accelerators_from_tf()
   start = time.time()
   config = tfds.download.DownloadConfig(
       compute_stats=tfds.download.ComputeStatsMode.SKIP)

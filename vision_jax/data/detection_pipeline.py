@@ -29,23 +29,9 @@ from vision_jax.data import sources
 from vision_jax.data import streams
 
 
-def get_detection_source(dataset: str, data_dir: str | None = None, *,
-                         download: bool = False, **coco_options
-                         ) -> detection_sources.DetectionSource:
-  """The prepared dataset's adapter and metadata (class names, keypoints, ...).
-
-  `coco_options` (coco_root, coco_annotations, coco_images, coco_splits) locate the
-  folder of dataset 'coco_format' (see `coco_format.resolve`).
-  """
-  dataset = coco_format.resolve(dataset, **coco_options)
-  return sources.find(datasets.get_builder(dataset, data_dir, download=download), 'detection')
-
-
-def get_detection_source_from_config(data_config) -> detection_sources.DetectionSource:
-  """`get_detection_source` from `config.data` (dataset, data_dir, coco_* keys)."""
-  coco_options = {key: data_config[key] for key in _COCO_FORMAT_KEYS if key in data_config}
-  return get_detection_source(data_config['dataset'], data_config.get('data_dir'),
-                              **coco_options)
+# The source lookup needs no TensorFlow (prediction uses it): it lives in detection_sources.
+get_detection_source = detection_sources.get_detection_source
+get_detection_source_from_config = detection_sources.get_detection_source_from_config
 
 
 def build_detection_dataset(
@@ -146,7 +132,7 @@ def make_coco_dataset(split: str, *, version: str = '2017', **kwargs) -> Iterato
   return make_detection_dataset(f'coco/{version}', split, **kwargs)
 
 
-_COCO_FORMAT_KEYS = ('coco_root', 'coco_annotations', 'coco_images', 'coco_splits')
+_COCO_FORMAT_KEYS = detection_sources.COCO_FORMAT_KEYS
 _OPTIONAL_CONFIG_KEYS = ('hflip_prob', 'scale_range', 'min_box_fraction', 'with_masks',
                         'with_semantic', 'num_keypoints', 'in_memory',
                         'shuffle_buffer') + _COCO_FORMAT_KEYS

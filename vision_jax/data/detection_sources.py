@@ -18,13 +18,26 @@ held in memory cheaply), into the canonical example that `detection_transforms` 
 
 The adapters themselves live in `vision_jax.data.sources.<TFDS builder name>`, each as
 a function `detection_source(builder) -> DetectionSource` (found by that name; see
-`vision_jax.data.sources`).
+`vision_jax.data.sources`); `get_detection_source` finds one.
+
+Finding a source and reading its metadata imports no TensorFlow (prediction from a file
+needs the class names, not the pipeline): TF is imported by the functions that build
+tf.data graphs.
 """
 import dataclasses
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import tensorflow as tf
 import tensorflow_datasets as tfds
+
+from vision_jax.data import coco_format
+from vision_jax.data import datasets
+from vision_jax.data import sources
+
+if TYPE_CHECKING:
+  import tensorflow as tf
+
+# config.data keys that locate a local COCO-format folder (`coco_format.resolve`).
+COCO_FORMAT_KEYS = ('coco_root', 'coco_annotations', 'coco_images', 'coco_splits')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,8 +85,27 @@ class DetectionSource:
     return len(self.keypoint_names)
 
 
-def decode_masks(encoded: tf.Tensor) -> tf.Tensor:
+def get_detection_source(dataset: str, data_dir: str | None = None, *,
+                         download: bool = False, **coco_options) -> DetectionSource:
+  """The prepared dataset's adapter and metadata (class names, keypoints, ...).
+
+  `coco_options` (coco_root, coco_annotations, coco_images, coco_splits) locate the
+  folder of dataset 'coco_format' (see `coco_format.resolve`).
+  """
+  dataset = coco_format.resolve(dataset, **coco_options)
+  return sources.find(datasets.get_builder(dataset, data_dir, download=download), 'detection')
+
+
+def get_detection_source_from_config(data_config) -> DetectionSource:
+  """`get_detection_source` from `config.data` (dataset, data_dir, coco_* keys)."""
+  coco_options = {key: data_config[key] for key in COCO_FORMAT_KEYS if key in data_config}
+  return get_detection_source(data_config['dataset'], data_config.get('data_dir'),
+                              **coco_options)
+
+
+def decode_masks(encoded: 'tf.Tensor') -> 'tf.Tensor':
   """[n] PNG strings -> [n, h, w] uint8 (n may be 0: then h = w = 0)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top,redefined-outer-name
   return tf.map_fn(lambda s: tf.io.decode_png(s, channels=1)[..., 0], encoded,
                    fn_output_signature=tf.TensorSpec([None, None], tf.uint8))
 
@@ -81,6 +113,7 @@ def decode_masks(encoded: tf.Tensor) -> tf.Tensor:
 def object_fields(objects: dict) -> dict:
   """The canonical per-object fields shared by TFDS detection features: boxes (relative
   ymin, xmin, ymax, xmax), classes, is_crowd and areas of an example's `objects`."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top,redefined-outer-name
   return {'boxes': tf.cast(objects['bbox'], tf.float32),
           'classes': tf.cast(objects['label'], tf.int32),
           'is_crowd': tf.cast(objects['is_crowd'], tf.bool),

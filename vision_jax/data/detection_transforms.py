@@ -10,7 +10,6 @@ a pure function of (example, rng).
 """
 from typing import Sequence
 
-import numpy as np
 import tensorflow as tf
 
 from vision_jax.data import streams
@@ -187,26 +186,3 @@ def preprocess(example: dict, *, image_size: tuple[int, int], max_instances: int
   result['orig_size'] = tf.stack([h, w])
   result['example_valid'] = tf.constant(True)
   return result
-
-
-def letterbox(image: np.ndarray, image_size: Sequence[int]) -> dict:
-  """One user image -> a batch of one, resized and padded exactly as evaluation does.
-
-  Args:
-    image: [h, w, 3] uint8 RGB.
-    image_size: (H, W) model input size.
-  Returns:
-    numpy {'image': [1, H, W, 3] uint8, 'scale': [1] float32, 'orig_size': [1, 2] int32,
-    'image_id': [1] int64, 'example_valid': [1] bool}.
-  """
-  image = np.asarray(image)
-  if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-    raise ValueError(f'expected an [H, W, 3] uint8 RGB image, got {image.dtype} '
-                     f'{image.shape}')
-  example = {'image': tf.constant(image), 'boxes': tf.zeros([0, 4]),
-             'classes': tf.zeros([0], tf.int32), 'is_crowd': tf.zeros([0], tf.bool),
-             'areas': tf.zeros([0]), 'image_id': tf.constant(0, tf.int64)}
-  out = preprocess(example, image_size=tuple(image_size), max_instances=1, training=False,
-                   with_keypoints=False)
-  keys = ('image', 'scale', 'orig_size', 'image_id', 'example_valid')
-  return {k: np.asarray(out[k])[None] for k in keys}

@@ -36,6 +36,8 @@ import tensorflow_datasets as tfds
 
 from vision_jax.data import datasets
 
+datasets.hide_accelerators_from_tf()  # Before any pipeline runs TF.
+
 IN_MEMORY_MAX_BYTES = 1 << 30
 # Salts that keep the permutation and augmentation seeds apart.
 _PERMUTATION_SALT, _AUGMENT_SALT = 0x5EED01, 0x5EED02

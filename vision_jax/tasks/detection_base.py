@@ -13,7 +13,9 @@ evaluation, prediction, pictures.
     against them at original resolution, every annotation kept; others against the
     ground truth of the evaluation batches.
   * Prediction from a file: the image is letterboxed exactly as evaluation does
-    (`detection_transforms.letterbox`), and the picture is cropped back to the image.
+    (`single_image.letterbox`), and the picture is cropped back to the image. Neither
+    that nor the dataset's class names need TensorFlow: the pipeline module is imported
+    when data is read.
   * Pictures: drawn at `config.eval.draw_upscale` (default 3), detections with a score
     of at least `config.eval.draw_score_threshold` (default 0.5).
 """
@@ -23,8 +25,8 @@ from absl import logging
 import jax.numpy as jnp
 import numpy as np
 
-from vision_jax.data import detection_pipeline
-from vision_jax.data import detection_transforms
+from vision_jax.data import detection_sources
+from vision_jax.data import single_image
 from vision_jax.evaluation import coco
 from vision_jax.models import mask_rcnn_torchvision
 from vision_jax.tasks import base
@@ -67,7 +69,7 @@ class DetectionTask(base.ConfigSplits, base.Task):
 
   def source_from_config(self, data_config):
     """The dataset's adapter: class names, category ids, original ground truth."""
-    return detection_pipeline.get_detection_source_from_config(data_config)
+    return detection_sources.get_detection_source_from_config(data_config)
 
   # State.
 
@@ -107,6 +109,7 @@ class DetectionTask(base.ConfigSplits, base.Task):
     return {}
 
   def split_data(self, split, training, batch_size, **kwargs):
+    from vision_jax.data import detection_pipeline  # pylint: disable=g-import-not-at-top
     return detection_pipeline.make_detection_dataset_from_config(
         self.config.data, split=split, batch_size=batch_size, training=training,
         seed=self.config.seed, **self.data_options(), **kwargs)
@@ -163,7 +166,7 @@ class DetectionTask(base.ConfigSplits, base.Task):
     if request.get('image') is None:
       raise base.PredictionRequestError(
           f'task {self.config.task!r} predicts on an image: pass --image=FILE')
-    return detection_transforms.letterbox(request['image'], self.image_size)
+    return single_image.letterbox(request['image'], self.image_size)
 
   def draw_prediction(self, batch, predictions):
     picture = self.draw_one(batch['image'][0], {k: v[0] for k, v in predictions.items()})

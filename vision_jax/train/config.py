@@ -16,6 +16,7 @@ import importlib.util
 import json
 import os
 from typing import Iterable
+import weakref
 
 from absl import logging
 import ml_collections
@@ -47,9 +48,31 @@ def load_config(spec: str, overrides: Iterable[str] = ()) -> ml_collections.Conf
   if not isinstance(config, ml_collections.ConfigDict):
     raise ConfigError(f'{path}: get_config must return an ml_collections.ConfigDict')
   config.lock()
+  overrides = list(overrides)
   for override in overrides:
     apply_override(config, override)
+  _remember_origin(config, spec, overrides)
   return config
+
+
+# id(config) -> (weak reference, {'experiment': spec, 'overrides': [...]}) of the configs
+# load_config made: the trainer records which experiment a workdir ran (run_info.json).
+_origins: dict[int, tuple[weakref.ref, dict]] = {}
+
+
+def _remember_origin(config, spec: str, overrides: list[str]) -> None:
+  key = id(config)
+  _origins[key] = (weakref.ref(config, lambda _: _origins.pop(key, None)),
+                   {'experiment': spec, 'overrides': list(overrides)})
+
+
+def origin(config) -> dict | None:
+  """{'experiment': 'experiments/x.py[:variant]', 'overrides': ['k=v', ...]} of a config
+  that `load_config` made (later edits of the object are not tracked), else None."""
+  entry = _origins.get(id(config))
+  if entry is None or entry[0]() is not config:
+    return None
+  return {'experiment': entry[1]['experiment'], 'overrides': list(entry[1]['overrides'])}
 
 
 def apply_override(config: ml_collections.ConfigDict, override: str) -> None:

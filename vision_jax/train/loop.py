@@ -7,7 +7,9 @@ It knows nothing of any family: everything model-specific comes from the task
   kernels                'auto' | 'cpu' | 'plain' (optional; `vision_jax.ops.backend`)
   train.steps            total train steps
   train.batch_size       global batch size (split over all devices)
-  train.log_every        progress line + scalar summaries every N steps
+  train.log_every        scalar summaries every N steps, and a progress line (steps/s,
+                         ETA) at most MAX_PROGRESS_LINES times a run: every N steps, or
+                         every k * N for long runs
   train.checkpoint_every save every N steps (and always at the end)
   train.keep_checkpoints how many to keep
   train.eval_every       evaluate every N steps (0: only at the end)
@@ -16,7 +18,8 @@ It knows nothing of any family: everything model-specific comes from the task
 
 The workdir remembers its config (`config.json`, written at the first start); a resume
 whose config changes the optimisation is refused unless `allow_config_change`
-(`vision_jax.train.config.remember_config`).
+(`vision_jax.train.config.remember_config`). `train_and_evaluate` also records the
+experiment, wall time and machine of every start that finishes (`run_info.json`).
 """
 import json
 import math
@@ -24,7 +27,6 @@ import os
 import time
 
 from absl import logging
-from clu import metric_writers
 import jax
 import numpy as np
 
@@ -33,13 +35,24 @@ from vision_jax.tasks import base as tasks_base
 from vision_jax.train import checkpoint as checkpoint_lib
 from vision_jax.train import config as config_lib
 from vision_jax.train import mesh as mesh_lib
+from vision_jax.train import run_info
 from vision_jax.viz import grid as grid_lib
 
 EVAL_RESULTS = 'eval_results.json'
+# A run prints at most this many progress lines (the summaries keep every log_every).
+MAX_PROGRESS_LINES = 30
 
 
 class TrainingDivergedError(RuntimeError):
   """A loss became NaN or infinite."""
+
+
+def default_writer(logdir: str):
+  """clu's default metric writer (TensorBoard summaries in `logdir`; logging only on
+  processes other than 0)."""
+  # Imported here: clu's summary writer imports TensorFlow, which prediction never needs.
+  from clu import metric_writers  # pylint: disable=g-import-not-at-top
+  return metric_writers.create_default_writer(logdir, just_logging=jax.process_index() > 0)
 
 
 class Trainer:
@@ -112,8 +125,7 @@ class Trainer:
 
     Returns (final state, final evaluation metrics or {}).
     """
-    writer = writer or metric_writers.create_default_writer(
-        self.workdir, just_logging=jax.process_index() > 0)
+    writer = writer or default_writer(self.workdir)
     state, start = self.initial_state()
     if start >= self.total_steps:
       logging.info('Checkpoint at step %d already reaches train.steps=%d.', start,
@@ -143,6 +155,7 @@ class Trainer:
     data = self.task.train_data(start_batch=start, process_index=jax.process_index(),
                                 process_count=jax.process_count())
     progress = _Progress(start, self.total_steps)
+    print_every = progress_interval(self.total_steps, config.log_every)
     window = []
     pending = None  # (step, metrics on device): read one step late, so the host never blocks.
 
@@ -153,7 +166,8 @@ class Trainer:
       if step % config.log_every == 0 or step == self.total_steps:
         means = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
         writer.write_scalars(step, means)
-        logging.info('%s', progress.line(step, means))
+        if step % print_every == 0 or step == self.total_steps:
+          logging.info('%s', progress.line(step, means))
         window.clear()
 
     for step in range(start + 1, self.total_steps + 1):
@@ -208,6 +222,13 @@ class Trainer:
     return metrics
 
 
+def progress_interval(total_steps: int, log_every: int) -> int:
+  """Steps between progress lines: log_every, or the smallest multiple of it that prints
+  at most MAX_PROGRESS_LINES lines in `total_steps`."""
+  logs = math.ceil(total_steps / log_every)
+  return log_every * max(1, math.ceil(logs / MAX_PROGRESS_LINES))
+
+
 class _Progress:
   """Formats progress lines: step, metrics, steps/s and ETA."""
 
@@ -232,12 +253,18 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
   `allow_config_change`.
   """
   os.makedirs(workdir, exist_ok=True)
+  started, start = time.time(), time.perf_counter()
   trainer = Trainer(config, workdir)
   try:
     trainer.remember_config(allow_change=allow_config_change)
+    from_step = trainer.checkpoints.latest_step() or 0
     _, results = trainer.train()
   finally:
     trainer.checkpoints.close()
+  if jax.process_index() == 0:
+    run_info.record_start(workdir, origin=config_lib.origin(config), started=started,
+                          wall_s=time.perf_counter() - start, from_step=from_step,
+                          to_step=trainer.total_steps)
   return results
 
 
@@ -247,8 +274,7 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
   try:
     log_config_differences(workdir, config)
     state = trainer.restore(step)
-    return trainer.evaluate(state, writer=metric_writers.create_default_writer(
-        os.path.join(workdir, 'eval'), just_logging=jax.process_index() > 0))
+    return trainer.evaluate(state, writer=default_writer(os.path.join(workdir, 'eval')))
   finally:
     trainer.checkpoints.close()
 

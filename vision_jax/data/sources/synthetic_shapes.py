@@ -7,20 +7,28 @@ Unpaired (CycleGAN, configs with style B: `styles`, `styles_tiny`): domain a = s
 (`image`) of the scenes with even `image/id`, domain b = style B (`image_b`) of the
 scenes with odd `image/id`, so training never shows one scene in both domains;
 evaluation passes keep each scene's pair (a, b, semantic).
+
+The detection source (class names for prediction) imports no TensorFlow: TF and the
+image-pair pipelines are imported by the functions that build tf.data graphs.
 """
-import tensorflow as tf
+from typing import TYPE_CHECKING
+
 import tensorflow_datasets as tfds
 
 from vision_jax.data import datasets
 from vision_jax.data import detection_sources
-from vision_jax.data import image_pairs
 from vision_jax.data import synthetic_shapes
+
+if TYPE_CHECKING:
+  import tensorflow as tf
+  from vision_jax.data import image_pairs
 
 
 def detection_source(builder) -> detection_sources.DetectionSource:
   features = builder.info.features
 
   def canonical(example, with_masks, with_semantic):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top,redefined-outer-name
     objects = example['objects']
     image = tf.io.decode_png(example['image'], channels=3)
     out = {
@@ -57,11 +65,14 @@ def _image_shape(builder) -> tuple[int, int, int]:
   return tuple(int(s) for s in builder.info.features['image'].shape)
 
 
-def _decode_semantic(example) -> tf.Tensor:
+def _decode_semantic(example) -> 'tf.Tensor':
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top,redefined-outer-name
   return tf.io.decode_png(example['semantic'], channels=1)[..., 0]
 
 
-def paired_image_source(builder) -> image_pairs.PairedImageSource:
+def paired_image_source(builder) -> 'image_pairs.PairedImageSource':
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top,redefined-outer-name
+  from vision_jax.data import image_pairs  # pylint: disable=g-import-not-at-top,redefined-outer-name
 
   def canonical(example):
     semantic = _decode_semantic(example)
@@ -79,7 +90,9 @@ def paired_image_source(builder) -> image_pairs.PairedImageSource:
       label_palette=synthetic_shapes.LABEL_PALETTE)
 
 
-def unpaired_image_source(builder) -> image_pairs.UnpairedImageSource:
+def unpaired_image_source(builder) -> 'image_pairs.UnpairedImageSource':
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top,redefined-outer-name
+  from vision_jax.data import image_pairs  # pylint: disable=g-import-not-at-top,redefined-outer-name
   if 'image_b' not in builder.info.features:
     raise ValueError(
         f'{datasets.full_name(builder)} has no style-B images (image_b) for unpaired '
