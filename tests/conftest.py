@@ -6,6 +6,13 @@ it first so that test order cannot matter.
 
 The tests run with the XLA flags the launchers set (`vision_jax.xla_flags`).
 
+Scheduling (CI's two xdist workers, setup.cfg's `--dist=loadfile`): each test file runs on
+one worker, so its module fixtures (prepared datasets, a launched benchmark) are built
+once, and files are handed out in collection order. Files holding tests marked
+`@pytest.mark.slow(seconds=...)` (their measured CI seconds) are moved to the front,
+longest first: the long end-to-end files start at once on both workers and the short
+files fill in behind them, instead of one worker finishing a 4-minute test alone.
+
 One persistent JAX compilation cache serves the whole session (CI time): the pytest
 processes (xdist workers too) and every launcher, trainer and benchmark subprocess they
 start inherit JAX_COMPILATION_CACHE_DIR, so a program that one of them compiled (the
@@ -53,3 +60,16 @@ def pytest_unconfigure(config):
   path = getattr(config, 'vision_jax_cache_dir', None)
   if path:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def _slow_seconds(item) -> float:
+  return sum(mark.kwargs.get('seconds', 60) for mark in item.iter_markers('slow'))
+
+
+def pytest_collection_modifyitems(config, items):
+  """Files with slow tests first, by their summed `slow` seconds (module doc)."""
+  del config
+  per_file = {}
+  for item in items:
+    per_file[item.path] = per_file.get(item.path, 0.0) + _slow_seconds(item)
+  items.sort(key=lambda item: -per_file[item.path])  # stable: file order kept otherwise

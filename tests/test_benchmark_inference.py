@@ -129,6 +129,7 @@ def launched(tmp_path_factory):
   return proc.stdout, json.loads(output.read_text())
 
 
+@pytest.mark.slow(seconds=87)
 def test_the_launcher_reports_both_sides_threads_and_the_ratio(launched):
   stdout, output = launched
   assert output['benchmark'] == 'predict'

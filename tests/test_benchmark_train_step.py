@@ -5,6 +5,7 @@ import os
 import jax
 import ml_collections
 import numpy as np
+import pytest
 
 from vision_jax.benchmarks import torchvision_reference
 from vision_jax.benchmarks import train_step
@@ -51,6 +52,7 @@ def test_an_experiment_without_a_reference_asks_for_no_torchvision_step():
   assert train_step.torchvision_comparison(config, {}, [], steps=1) == {}
 
 
+@pytest.mark.slow(seconds=42)
 def test_mask_rcnn_with_torchvisions_step_on_the_same_batches(tmp_path):
   config = config_lib.load_config(os.path.join(ROOT, 'experiments', 'mask_rcnn_shapes.py')
                                   + ':tiny')

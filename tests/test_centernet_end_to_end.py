@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 from PIL import Image
+import pytest
 
 from tests import launcher
 from tests import test_export
@@ -23,6 +24,7 @@ def _launch(module, *args, data_dir, **kwargs):
 MIN_TRAINED_AP50 = 0.03
 
 
+@pytest.mark.slow(seconds=88)
 def test_train_evaluate_predict_and_bad_inputs(tmp_path):
   data_dir, workdir = tmp_path / 'tfds', tmp_path / 'work'
   code, log = _launch('train', f'--workdir={workdir}', data_dir=data_dir)

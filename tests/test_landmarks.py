@@ -126,6 +126,7 @@ def mean_shape_nme(tmp_path_factory):
   return data_dir, evaluator.evaluate()['landmarks/NME']
 
 
+@pytest.mark.slow(seconds=41)
 @pytest.mark.parametrize('variant, steps', [('tiny', 300), ('regression,tiny', 300),
                                             ('integral,tiny', 120)])
 def test_each_row_learns_end_to_end(tmp_path, mean_shape_nme, variant, steps):

@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 from PIL import Image
+import pytest
 
 from tests import launcher
 
@@ -21,6 +22,7 @@ MIN_TRAINED_AP50 = 0.04
 KEYPOINT_STEPS = 300
 
 
+@pytest.mark.slow(seconds=77)
 def test_mask_rcnn_trains_evaluates_and_predicts(tmp_path):
   data_dir, workdir = tmp_path / 'tfds', tmp_path / 'work'
   code, log = _launch('train', 'mask_rcnn_shapes.py', f'--workdir={workdir}',
@@ -43,6 +45,7 @@ def test_mask_rcnn_trains_evaluates_and_predicts(tmp_path):
   assert Image.open(tmp_path / 'out.png').size == (128 * 3, 96 * 3)
 
 
+@pytest.mark.slow(seconds=112)
 def test_keypoint_rcnn_trains_and_evaluates_keypoints(tmp_path):
   workdir = tmp_path / 'work'
   code, log = _launch('train', 'keypoint_rcnn_shapes.py', f'--workdir={workdir}',
@@ -86,6 +89,7 @@ def _write_coco_folder(root, split, num_images, first_id):
       {'images': images, 'annotations': annotations, 'categories': categories}))
 
 
+@pytest.mark.slow(seconds=58)
 def test_mask_rcnn_trains_on_a_local_coco_format_folder(tmp_path):
   """Scored against the folder's own json: every annotation, original resolution."""
   root, workdir = tmp_path / 'my_coco', tmp_path / 'work'
@@ -125,6 +129,7 @@ def test_coco_config_without_a_folder_names_the_key_to_set(tmp_path):
   assert code == 2 and 'data.coco_root' in log and 'Traceback' not in log
 
 
+@pytest.mark.slow(seconds=53)
 def test_head_losses_on_the_smallest_slot_bucket_equal_all_slots(tmp_path, monkeypatch):
   import jax  # pylint: disable=g-import-not-at-top
   from vision_jax.losses import rcnn  # pylint: disable=g-import-not-at-top

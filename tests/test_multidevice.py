@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,6 +43,7 @@ print(json.dumps(runs))
 '''
 
 
+@pytest.mark.slow(seconds=54)
 def test_train_step_on_one_and_four_devices_agree(tmp_path):
   config = os.path.join(ROOT, 'experiments', 'centernet_shapes.py') + ':tiny'
   overrides = ['train.batch_size=8', f'data.data_dir={tmp_path}']

@@ -20,6 +20,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, 'experiments', 'centernet_shapes.py') + ':tiny'
@@ -83,6 +84,7 @@ def _wait(processes):
     assert process.returncode == 0, log[-4000:]
 
 
+@pytest.mark.slow(seconds=93)
 def test_two_processes_of_two_devices_equal_one_process_of_four(tmp_path):
   overrides = ['train.steps=4', 'train.checkpoint_every=2', 'train.log_every=2',
                'optimizers.model.name=sgd', 'optimizers.model.learning_rate=0.005',

@@ -8,6 +8,7 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.kernelspec import KernelSpecManager
 import nbclient
 import nbformat
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(ROOT, 'experiments', 'colab_quickstart.ipynb')
@@ -30,6 +31,7 @@ def test_notebook_is_committed_without_outputs():
   assert code and all(not cell.outputs and cell.execution_count is None for cell in code)
 
 
+@pytest.mark.slow(seconds=42)
 def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
   monkeypatch.setenv('QUICKSTART_WORKDIR', str(tmp_path / 'work'))
   monkeypatch.setenv('QUICKSTART_DATA_DIR', str(tmp_path / 'tfds'))

@@ -95,6 +95,7 @@ def test_initialize_from_requires_a_finished_workdir(tmp_path):
   trainer.checkpoints.close()
 
 
+@pytest.mark.slow(seconds=187)
 def test_srresnet_then_srgan_end_to_end(tmp_path):
   data_dir = tmp_path / 'tfds'
   # The untrained generator's scores (train.steps=0: evaluation only).

@@ -28,6 +28,7 @@ def _write_png(path, array):
   return path
 
 
+@pytest.mark.slow(seconds=62)
 def test_pix2pix_trains_is_judged_and_translates_a_label_map(tmp_path):
   data_dir, workdir = tmp_path / 'tfds', tmp_path / 'work'
   code, log = launcher.launch('train', PIX2PIX, f'--workdir={workdir}', data_dir=data_dir)
@@ -57,6 +58,7 @@ def test_pix2pix_trains_is_judged_and_translates_a_label_map(tmp_path):
     base.create_task(config)
 
 
+@pytest.mark.slow(seconds=92)
 def test_cyclegan_trains_unpaired_and_is_judged_both_ways(tmp_path):
   data_dir, workdir = tmp_path / 'tfds', tmp_path / 'work'
   code, log = launcher.launch('train', CYCLEGAN, f'--workdir={workdir}', data_dir=data_dir)

@@ -240,6 +240,7 @@ MIN_TRAINED_PQ_ST = 0.85
 MIN_TRAINED_AP50 = 0.02
 
 
+@pytest.mark.slow(seconds=126)
 def test_upsnet_trains_evaluates_writes_coco_panoptic_and_predicts(tmp_path):
   data_dir, workdir = tmp_path / 'tfds', tmp_path / 'work'
   code, log = launcher.launch('train', UPSNET, f'--workdir={workdir}', data_dir=data_dir)

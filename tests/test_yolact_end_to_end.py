@@ -33,6 +33,7 @@ def _close(actual: dict, expected: dict, keys=('boxes', 'scores')):
   assert differ < 1e-3, differ
 
 
+@pytest.mark.slow(seconds=47)
 def test_yolact_trains_evaluates_predicts_and_exports(tmp_path):
   data_dir, workdir = tmp_path / 'tfds', tmp_path / 'work'
   code, log = launcher.launch('train', YOLACT, f'--workdir={workdir}', data_dir=data_dir)
@@ -66,6 +67,7 @@ def test_yolact_trains_evaluates_predicts_and_exports(tmp_path):
   _close(exported.call(inputs), expected)
 
 
+@pytest.mark.slow(seconds=79)
 def test_yolact_edge_trains_evaluates_both_intervals_and_exports_its_steps(tmp_path):
   data_dir, workdir = tmp_path / 'tfds', tmp_path / 'work'
   code, log = launcher.launch('train', EDGE, f'--workdir={workdir}', data_dir=data_dir)
