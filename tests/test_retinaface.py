@@ -166,6 +166,10 @@ def test_face_evaluator_bins_and_landmark_nme():
   assert metrics['landmarks5/box_size/NME'] == pytest.approx(0.04 * w / np.sqrt(w * h) / 2,
                                                              rel=1e-4)
   assert metrics['landmarks5/matched_fraction'] == pytest.approx(2 / 3)
+  # Per size bin: easy exact, medium off by 0.1, hard not matched (no face scored).
+  assert metrics['landmarks5/easy/NME'] == pytest.approx(0.0, abs=1e-6)
+  assert metrics['landmarks5/medium/NME'] == pytest.approx(0.1, rel=1e-4)
+  assert metrics['landmarks5/hard/num_faces'] == 0
   np.testing.assert_array_equal(faces.size_bins(heights, 128, 0.1, 0.25), [2, 1, 0])
 
 
@@ -187,6 +191,7 @@ def test_variants():
     _config('mobilenet')
 
 
+@pytest.mark.slow(seconds=72)
 def test_learns_end_to_end(tmp_path):
   """Learning happened: tiny training finds faces (an untrained model scores 0)."""
   workdir = tmp_path / 'work'

@@ -22,6 +22,10 @@ Metrics:
                           landmarks5/box_size/NME, ... normalise by the face box's
                           sqrt(w h) instead, as RetinaFace's paper scores its 5
                           points (AFLW, WIDER FACE).
+  landmarks5/easy/NME, landmarks5/medium/NME, landmarks5/hard/NME, ...
+                          the inter-ocular metrics of the faces of one size bin (the
+                          bins of box/AP50_*): a hard face's eyes are a few pixels
+                          apart, so one pixel of error is a large fraction of them.
                           Faces without such a detection are left out; their count is
                           `landmarks5/matched_fraction`'s complement.
 """
@@ -77,6 +81,10 @@ class FaceEvaluator(evaluator.Evaluator):
             normalization='box_size', prefix='landmarks5/box_size/',
             landmark_key='points'),
     }
+    for name in BINS:
+      self.points[f'landmarks5_{name}'] = landmark_metrics.LandmarkEvaluator(
+          ocular_indices=landmark_ocular, prefix=f'landmarks5/{name}/',
+          landmark_key='points')
     self.batch_keys = tuple(set(self.coco.batch_keys) | {'boxes', 'valid', 'keypoints'})
     keys = set(self.coco.prediction_keys)
     keys |= {'landmarks'} if num_landmarks else set()
@@ -106,6 +114,11 @@ class FaceEvaluator(evaluator.Evaluator):
       overlap = _iou(gt_boxes, predictions['boxes'][b][dets]) if len(dets) else None
       used = np.zeros(len(dets), bool)
       sizes = np.prod(gt_boxes[:, 2:] - gt_boxes[:, :2], axis=-1)
+      # The bins of `evaluate` (boxes and image heights in the same input pixels).
+      image_height = (float(batch['orig_size'][b][0]) * float(batch['scale'][b])
+                      if 'orig_size' in batch else float(batch['image'].shape[1]))
+      face_bins = size_bins(gt_boxes[:, 3] - gt_boxes[:, 1], image_height, self.hard_max,
+                            self.easy_min)
       for g in np.argsort(-sizes, kind='stable'):
         if not labelled[g]:
           continue
@@ -119,7 +132,8 @@ class FaceEvaluator(evaluator.Evaluator):
         used[d] = True
         self._matched += 1
         det = dets[d]
-        for name in ('landmarks5', 'landmarks5_box_size'):
+        for name in ('landmarks5', 'landmarks5_box_size',
+                     f'landmarks5_{BINS[face_bins[g]]}'):
           self._add_points(name, gt_points[g, :self.num_landmarks],
                            predictions['landmarks'][b][det], gt_boxes[g])
         if self.num_mesh_points:
@@ -149,6 +163,8 @@ class FaceEvaluator(evaluator.Evaluator):
     if self.num_landmarks:
       metrics.update(self.points['landmarks5'].evaluate())
       metrics.update(self.points['landmarks5_box_size'].evaluate())
+      for name in BINS:
+        metrics.update(self.points[f'landmarks5_{name}'].evaluate())
       metrics['landmarks5/matched_fraction'] = (
           self._matched / self._faces if self._faces else float('nan'))
       if self.num_mesh_points:
