@@ -158,9 +158,9 @@ def _prepare_procedural(builder: tfds.core.DatasetBuilder,
       raise
     logging.info('%s was prepared by another process meanwhile', label)
     return again
-  message = f'Prepared {label} in {time.time() - start:.1f} s.'
-  print(message, flush=True)
-  logging.info(message)
+  # Printed, not logged: the launchers show our INFO logs too (it appeared twice), and
+  # a notebook shows no INFO logs at all.
+  print(f'Prepared {label} in {time.time() - start:.1f} s.', flush=True)
   return builder
 
 
