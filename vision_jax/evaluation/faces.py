@@ -22,12 +22,12 @@ Metrics:
                           landmarks5/box_size/NME, ... normalise by the face box's
                           sqrt(w h) instead, as RetinaFace's paper scores its 5
                           points (AFLW, WIDER FACE).
+                          Faces without such a detection are left out; their count is
+                          `landmarks5/matched_fraction`'s complement.
   landmarks5/easy/NME, landmarks5/medium/NME, landmarks5/hard/NME, ...
                           the inter-ocular metrics of the faces of one size bin (the
                           bins of box/AP50_*): a hard face's eyes are a few pixels
                           apart, so one pixel of error is a large fraction of them.
-                          Faces without such a detection are left out; their count is
-                          `landmarks5/matched_fraction`'s complement.
 """
 import copy
 from typing import Sequence
@@ -114,9 +114,8 @@ class FaceEvaluator(evaluator.Evaluator):
       overlap = _iou(gt_boxes, predictions['boxes'][b][dets]) if len(dets) else None
       used = np.zeros(len(dets), bool)
       sizes = np.prod(gt_boxes[:, 2:] - gt_boxes[:, :2], axis=-1)
-      # The bins of `evaluate` (boxes and image heights in the same input pixels).
-      image_height = (float(batch['orig_size'][b][0]) * float(batch['scale'][b])
-                      if 'orig_size' in batch else float(batch['image'].shape[1]))
+      # The bins of `evaluate`, in input pixels (boxes and the scaled original height).
+      image_height = float(batch['orig_size'][b][0]) * float(batch['scale'][b])
       face_bins = size_bins(gt_boxes[:, 3] - gt_boxes[:, 1], image_height, self.hard_max,
                             self.easy_min)
       for g in np.argsort(-sizes, kind='stable'):
@@ -161,10 +160,8 @@ class FaceEvaluator(evaluator.Evaluator):
                               max_detections=self.coco.max_detections)
       metrics[f'box/AP50_{name}'] = stats[1]
     if self.num_landmarks:
-      metrics.update(self.points['landmarks5'].evaluate())
-      metrics.update(self.points['landmarks5_box_size'].evaluate())
-      for name in BINS:
-        metrics.update(self.points[f'landmarks5_{name}'].evaluate())
+      for name in ('landmarks5', 'landmarks5_box_size', *(f'landmarks5_{b}' for b in BINS)):
+        metrics.update(self.points[name].evaluate())
       metrics['landmarks5/matched_fraction'] = (
           self._matched / self._faces if self._faces else float('nan'))
       if self.num_mesh_points:
