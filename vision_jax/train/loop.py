@@ -35,10 +35,11 @@ from vision_jax.tasks import base as tasks_base
 from vision_jax.train import checkpoint as checkpoint_lib
 from vision_jax.train import config as config_lib
 from vision_jax.train import mesh as mesh_lib
+from vision_jax.train import results as results_lib
 from vision_jax.train import run_info
 from vision_jax.viz import grid as grid_lib
 
-EVAL_RESULTS = 'eval_results.json'
+EVAL_RESULTS = results_lib.EVAL_RESULTS
 # A run prints at most this many progress lines (the summaries keep every log_every).
 MAX_PROGRESS_LINES = 30
 

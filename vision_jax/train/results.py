@@ -28,7 +28,7 @@ from typing import Iterable, Sequence
 from vision_jax.train import config as config_lib
 from vision_jax.train import run_info
 
-EVAL_RESULTS = 'eval_results.json'  # = loop.EVAL_RESULTS (loop imports the whole trainer)
+EVAL_RESULTS = 'eval_results.json'  # written by loop.Trainer.evaluate
 NOT_METRICS = ('step',)
 MISSING = '—'
 _EVENTS = re.compile(r'events\.out\.tfevents\.(\d+)\.')
