@@ -23,8 +23,8 @@ Variants after the colon:
   (default)  srresnet's generator; discriminator with 32 features (the paper's 64 halved
              for CPU), flatten pooling, on random 64 x 64 HR crops, batch 8; Adam(b1 0.9)
              1e-4 for both networks (the paper's), constant.
-  tiny       srresnet:tiny's generator, a narrow discriminator, a few steps (tests); it
-             initialises from workdirs/srresnet_tiny.
+  tiny       srresnet:tiny's generator, a narrow discriminator, the relu2_2 content loss,
+             a few steps (tests); it initialises from workdirs/srresnet_tiny.
   div2k      div2k/bicubic_x4, 96 crops, batch 16, the paper's 64-feature discriminator
              and 10^5 steps at 1e-4 then 10^5 at 1e-5.
 """
@@ -53,7 +53,10 @@ def get_config(arg=None):
 
   config.loss = ml_collections.ConfigDict()
   config.loss.vgg19_path = ml_collections.config_dict.placeholder(str)
-  config.loss.content_layer = ml_collections.config_dict.placeholder(str)  # default tap
+  # None: the VGG's default tap (above). tiny taps relu2_2 (the paper's SRGAN-VGG22): the
+  # first two blocks only, a fraction of relu5_3's compile and step time (tests).
+  config.loss.content_layer = 'relu2_2' if tiny else ml_collections.config_dict.placeholder(
+      str)
   config.loss.feature_scale = 12.75  # the paper's 1 / 12.75 on the feature maps
   # The paper's VGG saw 0..255 inputs; ours sees (x - mean) / std of x in [0, 1]:
   config.loss.input_scale = 255.0 * 0.226  # 255 * mean(ImageNet std) = 57.6

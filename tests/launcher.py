@@ -1,4 +1,7 @@
-"""Runs a launcher (`python -m launch.<module>`) in a subprocess, as a user would."""
+"""Runs a launcher (`python -m launch.<module>`) in a subprocess, as a user would; and
+`predict`, launch.predict's work in this process (its flags are checked once by a
+launched run, in tests/test_centernet_end_to_end.py; a subprocess costs imports and a
+checkpoint restore, several seconds each in CI)."""
 import os
 import subprocess
 import sys
@@ -38,3 +41,14 @@ def launch(module: str, config: str, *args, data_dir=None, timeout: int = 900,
   out = subprocess.run(command + [str(a) for a in args], cwd=ROOT, capture_output=True,
                        text=True, timeout=timeout)
   return out.returncode, out.stdout + out.stderr
+
+
+def predict(config: str, workdir, output, *, image=None, data_dir=None) -> dict:
+  """`launch.predict --config=config --workdir --image --output` in this process: the
+  call the launcher makes (`predict.predict_file`). Returns its predictions."""
+  # pylint: disable=g-import-not-at-top
+  from vision_jax.train import config as config_lib
+  from vision_jax.train import predict as predict_lib
+  overrides = [] if data_dir is None else [f'data.data_dir={data_dir}']
+  return predict_lib.predict_file(config_lib.load_config(config, overrides), str(workdir),
+                                  str(output), image_path=None if image is None else str(image))

@@ -28,11 +28,12 @@ KINDS = ('cpu', 'plain')
 
 
 def _both(make_fn, *args):
-  """{kind: jax.jit(make_fn())(*args)} traced under each kernel choice."""
+  """{kind: jax.jit(make_fn())(*args)} traced under each kernel choice (each run once:
+  `backend.run_once`, the same compile options for both)."""
   out = {}
   for kind in KINDS:
     with backend.use_kernels(kind):
-      out[kind] = jax.jit(make_fn())(*args)
+      out[kind] = backend.run_once(make_fn(), *args)
   return out
 
 
@@ -329,7 +330,8 @@ def test_tiny_mask_rcnn_loss_and_gradient_agree():
   batch = _tiny_batch()
   # Compiled: an eager init runs the whole model op by op, far slower on CPU. 'rbg' key:
   # same test, much faster init compile on CPU than threefry.
-  variables = jax.jit(model.init)(jax.random.key(0, impl='rbg'), jnp.asarray(batch['image']))
+  variables = backend.run_once(model.init, jax.random.key(0, impl='rbg'),
+                               jnp.asarray(batch['image']))
   loss_fn = functools.partial(_tiny_losses, model)
   out = _both(lambda: jax.value_and_grad(lambda *a: loss_fn(*a), has_aux=True),
               variables['params'], variables['batch_stats'], batch, jax.random.key(1))

@@ -50,9 +50,6 @@ EXPERIMENTS = (
     'regression_vs_gan_toy.py:tiny',
 )
 
-_FAST_COMPILE = {'xla_backend_optimization_level': 0}
-
-
 def _mix(x):
   """A uint32 -> uint32 integer hash (lowbias32: two multiply-xorshift rounds)."""
   x = (x ^ (x >> 16)) * jnp.uint32(0x7FEB352D)
@@ -142,10 +139,9 @@ def _assert_same(actual, expected, where: str):
       np.testing.assert_array_equal(a, b, err_msg=what)
 
 
-def _run(fn, *args):
-  """jit(fn)(*args), compiled without XLA's backend optimisations (CI time: the same
-  option for the artifact and the reference, so they still compute alike)."""
-  return jax.jit(fn).lower(*args).compile(compiler_options=_FAST_COMPILE)(*args)
+# Each program here runs once: compiled at LLVM's optimisation level 1 on XLA:CPU (CI time;
+# the same options for the artifact and the reference, so they still compute alike).
+_run = backend.run_once
 
 
 @pytest.mark.parametrize('experiment', EXPERIMENTS)

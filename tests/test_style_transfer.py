@@ -1,5 +1,6 @@
 """Fast style transfer (Johnson et al.) against Gatys: the objective, the Gatys loops,
-the config variants, and the :tiny experiment end to end through the launchers."""
+the config variants, and the :tiny experiment end to end through the train launcher
+(predict in-process, tests/launcher.predict)."""
 import json
 
 import jax
@@ -12,6 +13,7 @@ from tests import launcher
 from vision_jax.benchmarks import style_transfer as st_benchmark
 from vision_jax.evaluation import style_transfer as st_eval
 from vision_jax.nn import vgg_weights
+from vision_jax.ops import backend
 from vision_jax.tasks import base
 from vision_jax.train import config as config_lib
 from vision_jax.train import state as state_lib
@@ -129,7 +131,7 @@ def test_tiny_trains_beats_its_untrained_net_and_stylises_a_file(tmp_path):
   config = config_lib.load_config(TINY, [f'data.data_dir={data_dir}'])
   task = base.create_task(config)
   init_key = jax.random.split(jax.random.key(config.seed), 3)[0]
-  state = jax.jit(lambda key: task.init_state(key, 1))(init_key)
+  state = backend.run_once(lambda key: task.init_state(key, 1), init_key)  # as the trainer
   untrained = float(np.mean(task.transform_losses(state.params,
                                                   task.content_images())['total']))
   assert results['style/transform_total_loss'] < MAX_TRAINED_OVER_UNTRAINED * untrained, (
@@ -138,10 +140,7 @@ def test_tiny_trains_beats_its_untrained_net_and_stylises_a_file(tmp_path):
   photo = np.random.default_rng(0).integers(0, 255, (80, 100, 3), np.uint8)
   Image.fromarray(photo).save(tmp_path / 'photo.png')
   out = tmp_path / 'stylised.png'
-  code, log = launcher.launch('predict', TINY, f'--workdir={workdir}',
-                              f'--image={tmp_path / "photo.png"}', f'--output={out}',
-                              data_dir=data_dir)
-  assert code == 0, log[-3000:]
+  launcher.predict(TINY, workdir, out, image=tmp_path / 'photo.png', data_dir=data_dir)
   assert Image.open(out).size == (2 * 66 - 2, 64)  # content | stylised at 64 x 64.
   # A missing style image is refused in-process above (the launcher's exit code 2 for a
   # ConfigError is checked once, in tests/test_centernet_end_to_end.py).

@@ -67,7 +67,7 @@ def run(config, workdir: str, *, steps: int = 10, pipeline_batches: int = 20,
     next(data)
   pipeline_images_per_s = pipeline_batches * batch_size / (time.perf_counter() - start)
 
-  state = trainer._init(trainer.init_key)
+  state = trainer.fresh_state()
   # Step 1 warms up; steps 2 .. steps + 1 are timed. Batches and keys as in training.
   host_batches = [next(data) for _ in range(steps + 1)]
   batches = [mesh_lib.shard_batch(b, trainer.data_sharding) for b in host_batches]

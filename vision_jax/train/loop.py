@@ -72,8 +72,6 @@ class Trainer:
     self.total_steps = int(config.train.steps)
     self.init_key, self.train_key, self.eval_key = jax.random.split(
         jax.random.key(config.seed), 3)
-    self._init = jax.jit(lambda key: self.task.init_state(key, self.total_steps),
-                         out_shardings=self.replicated)
 
     def train_step(state, batch, rng):
       state, metrics = self.task.train_step(state, batch, rng)
@@ -97,11 +95,16 @@ class Trainer:
     return jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.replicated), shapes)
 
+  def fresh_state(self):
+    """The state initialised from `init_key` (compiled by `backend.run_once`: it runs once)."""
+    return backend.run_once(lambda key: self.task.init_state(key, self.total_steps),
+                            self.init_key, out_shardings=self.replicated)
+
   def initial_state(self):
     """(state, step): restored from the newest checkpoint, else freshly initialised."""
     latest = self.checkpoints.latest_step()
     if latest is None:
-      state = self._init(self.init_key)
+      state = self.fresh_state()
       init = self.config.get('init')
       if init is not None and init.get('workdir'):
         logging.info('Initialising %s from %s', init.get('params'), init.workdir)
