@@ -1,4 +1,5 @@
-"""Mask R-CNN and Keypoint R-CNN through the launchers: train, evaluate, predict."""
+"""Mask R-CNN and Keypoint R-CNN through the train launcher (train, evaluate) and
+launch.predict's work in-process (tests/launcher.predict)."""
 import json
 
 import numpy as np
@@ -38,10 +39,8 @@ def test_mask_rcnn_trains_evaluates_and_predicts(tmp_path):
 
   image = tmp_path / 'in.png'
   Image.fromarray(np.full((96, 128, 3), 90, np.uint8)).save(image)
-  code, log = _launch('predict', 'mask_rcnn_shapes.py', f'--workdir={workdir}',
-                      f'--image={image}', f'--output={tmp_path / "out.png"}',
-                      data_dir=data_dir)
-  assert code == 0, log[-3000:]
+  launcher.predict(launcher.experiment('mask_rcnn_shapes.py', 'tiny'), workdir,
+                   tmp_path / 'out.png', image=image, data_dir=data_dir)
   assert Image.open(tmp_path / 'out.png').size == (128 * 3, 96 * 3)
 
 
@@ -133,6 +132,7 @@ def test_coco_config_without_a_folder_names_the_key_to_set(tmp_path):
 def test_head_losses_on_the_smallest_slot_bucket_equal_all_slots(tmp_path, monkeypatch):
   import jax  # pylint: disable=g-import-not-at-top
   from vision_jax.losses import rcnn  # pylint: disable=g-import-not-at-top
+  from vision_jax.ops import backend  # pylint: disable=g-import-not-at-top
   from vision_jax.tasks import base  # pylint: disable=g-import-not-at-top
   from vision_jax.train import config as config_lib  # pylint: disable=g-import-not-at-top
   config = config_lib.load_config(
@@ -143,13 +143,13 @@ def test_head_losses_on_the_smallest_slot_bucket_equal_all_slots(tmp_path, monke
   # One jit of the init, from an 'rbg' key: op-by-op init and threefry's bit generator
   # compile slowly on XLA:CPU (22 of this test's 58 s; now 5). Other weights give other
   # proposals: the check below that few of them are positive holds for these.
-  state = jax.jit(lambda key: task.init_state(key, 10))(jax.random.key(0, impl='rbg'))
+  state = backend.run_once(lambda key: task.init_state(key, 10), jax.random.key(0, impl='rbg'))
   batch = next(task.train_data(start_batch=0, process_index=0, process_count=1))
 
   def losses_and_grads():  # traced afresh on each call
     grad_fn = jax.grad(task.losses, has_aux=True)
-    return jax.jit(lambda: grad_fn(state.params, state.model_state, batch,
-                                   jax.random.key(1)))()
+    return backend.run_once(lambda: grad_fn(state.params, state.model_state, batch,
+                                            jax.random.key(1)))
 
   grads, (bucketed, _) = losses_and_grads()
   assert 0 < float(bucketed['positive_rois']) <= 8  # few positives: a small branch runs

@@ -1,5 +1,6 @@
 """Mask R-CNN pieces: FPN, heads, anchors, targets, losses and post-processing."""
 import dataclasses
+import functools
 
 import flax.linen as flax_nn
 import jax
@@ -7,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests import jitted
 from vision_jax.losses import rcnn
 from vision_jax.models import mask_rcnn
 from vision_jax.models import rcnn_inference
@@ -28,8 +30,7 @@ KEY = jax.random.key(0, impl='rbg')
 
 def test_fpn_levels_and_strides():
   feats = {f'C{i}': jnp.ones((2, 64 // 2**i, 96 // 2**i, 4 * i)) for i in range(2, 6)}
-  model = fpn.FPN(channels=8)
-  out = model.apply(model.init(KEY, feats), feats)
+  _, out = jitted.init_apply(fpn.FPN(channels=8), KEY, feats)
   assert [o.shape for o in out] == [(2, 16, 24, 8), (2, 8, 12, 8), (2, 4, 6, 8),
                                     (2, 2, 3, 8), (2, 1, 2, 8)]
 
@@ -59,7 +60,8 @@ def test_conv_transpose_2x2_matches_the_definition():
 def test_model_outputs_and_anchor_counts():
   model = mask_rcnn.MaskRCNN(SMALL)
   images = jnp.zeros((2, 64, 96, 3))
-  out = model.apply(model.init(KEY, images), images)
+  # Shapes only (test_predict_has_static_shapes_under_jit runs the model).
+  out = jax.eval_shape(lambda k, x: model.apply(model.init(k, x), x), KEY, images)
   num_anchors = sum(a.shape[0] for a in mask_rcnn.anchors(SMALL, (64, 96)))
   assert num_anchors == 3 * (16 * 24 + 8 * 12 + 4 * 6 + 2 * 3 + 1 * 2)
   assert out['rpn_logits'].shape == (2, num_anchors)
@@ -95,9 +97,9 @@ def test_crop_masks_equals_roi_align():
   corners = rng.uniform(-5, 55, (2, 4, 2, 2)).astype(np.float32)
   boxes = np.concatenate([corners.min(2), corners.max(2)], -1)
   gt_index = rng.integers(0, 3, (2, 4)).astype(np.int32)
-  ours = rcnn.crop_masks(jnp.asarray(masks), gt_index, boxes, 7)
-  pooled = pooling.roi_align(jnp.asarray(masks.transpose(0, 2, 3, 1), jnp.float32), boxes, 7,
-                             sampling_ratio=2, aligned=True)
+  ours = jax.jit(rcnn.crop_masks, static_argnums=3)(jnp.asarray(masks), gt_index, boxes, 7)
+  pooled = jax.jit(lambda f, b: pooling.roi_align(f, b, 7, sampling_ratio=2, aligned=True))(
+      jnp.asarray(masks.transpose(0, 2, 3, 1), jnp.float32), boxes)
   expected = np.take_along_axis(np.asarray(pooled), gt_index[:, :, None, None, None], -1)
   np.testing.assert_allclose(ours, expected[..., 0], atol=1e-5)
 
@@ -137,12 +139,12 @@ def test_rpn_losses_prefer_the_right_anchors_and_ignore_padding():
   wrong = -right
   deltas = jnp.zeros((1, 3, 4))
   key = jax.random.key(0)
-  good = rcnn.rpn_losses(SMALL, anchors, right, deltas, gt, valid, key)
-  bad = rcnn.rpn_losses(SMALL, anchors, wrong, deltas, gt, valid, key)
+  losses = jax.jit(lambda logits, d: rcnn.rpn_losses(SMALL, anchors, logits, d, gt, valid,
+                                                     key))
+  good, bad = losses(right, deltas), losses(wrong, deltas)
   assert float(good[0]) < 1e-3 < float(bad[0])
   assert float(good[1]) == 0.0  # zero deltas on an exact anchor
-  grads = jax.grad(lambda d: rcnn.rpn_losses(SMALL, anchors, right, d, gt, valid, key)[1])(
-      deltas + 0.1)
+  grads = jax.jit(jax.grad(lambda d: losses(right, d)[1]))(deltas + 0.1)
   assert np.all(np.isfinite(grads)) and float(jnp.abs(grads[0, 0]).sum()) > 0
   assert float(jnp.abs(grads[0, 1:]).sum()) == 0.0
 
@@ -153,8 +155,9 @@ def test_sample_rois_appends_ground_truth_and_puts_positives_first():
   proposal_valid = jnp.array([[True, True, False]])
   gt = jnp.array([[[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 0.0, 0.0]]])
   config = dataclasses.replace(SMALL, roi_batch_size_per_image=4, roi_positive_fraction=0.5)
-  sample = rcnn.sample_rois(config, jax.random.key(0), proposals, proposal_valid, gt,
-                            jnp.array([[2, -1]]), jnp.array([[True, False]]))
+  sample = jax.jit(functools.partial(rcnn.sample_rois, config))(
+      jax.random.key(0), proposals, proposal_valid, gt, jnp.array([[2, -1]]),
+      jnp.array([[True, False]]))
   np.testing.assert_array_equal(sample.positive, [[True, True, False, False]])
   np.testing.assert_array_equal(sample.valid, [[True, True, True, False]])
   np.testing.assert_array_equal(sample.labels[0, :3], [3, 3, 0])
@@ -166,8 +169,9 @@ def test_detect_keeps_confident_boxes_and_suppresses_duplicates():
   proposals = jnp.array([[[0.0, 0.0, 10.0, 10.0], [0.5, 0.0, 10.0, 10.0],
                           [20.0, 20.0, 30.0, 30.0], [0.0, 0.0, 5.0, 5.0]]])
   logits = jnp.array([[[0.0, 8.0, 0.0], [0.0, 7.0, 0.0], [0.0, 0.0, 9.0], [9.0, 0.0, 0.0]]])
-  out = rcnn_inference.detect(config, proposals, jnp.array([[True, True, True, False]]),
-                              logits, jnp.zeros((1, 4, 3, 4)), jnp.array([[64, 64]]))
+  out = jax.jit(functools.partial(rcnn_inference.detect, config))(
+      proposals, jnp.array([[True, True, True, False]]), logits, jnp.zeros((1, 4, 3, 4)),
+      jnp.array([[64, 64]]))
   assert int(out['valid'].sum()) == 2  # the duplicate is suppressed, the padding ignored
   np.testing.assert_array_equal(out['classes'][0, :2], [1, 0])
   np.testing.assert_allclose(out['boxes'][0, :2], proposals[0, [2, 0]])
@@ -177,8 +181,7 @@ def test_detect_keeps_confident_boxes_and_suppresses_duplicates():
 def test_predict_has_static_shapes_under_jit():
   model = mask_rcnn.MaskRCNN(SMALL)
   images = jnp.zeros((2, 64, 64, 3))
-  variables = model.init(KEY, images)
-  out = jax.jit(lambda v, x: rcnn_inference.predict(model, v, x))(variables, images)
+  out = jax.jit(lambda k, x: rcnn_inference.predict(model, model.init(k, x), x))(KEY, images)
   assert out['boxes'].shape == (2, 10, 4)
   assert out['masks'].shape == (2, 10, 64, 64) and out['masks'].dtype == jnp.uint8
   assert out['keypoints'].shape == (2, 10, 4, 3)

@@ -111,10 +111,12 @@ def test_gradients_are_exact_float64():
     # in [0.2, 0.8]: away from the kinks at integer positions.
     whole = rng.integers(-3, 4, (2, 4, 5, 2))
     flow = jnp.asarray(whole + rng.uniform(0.2, 0.8, (2, 4, 5, 2)), jnp.float64)
-    assert warp_ops.warp(features, flow).dtype == jnp.float64
-    jtu.check_grads(warp_ops.warp, (features, flow), order=1, modes=['rev', 'fwd'],
+    # jit: check_grads evaluates and differentiates each function many times.
+    warp = jax.jit(warp_ops.warp)
+    assert warp(features, flow).dtype == jnp.float64
+    jtu.check_grads(warp, (features, flow), order=1, modes=['rev', 'fwd'],
                     atol=1e-6, rtol=1e-6)
-    jtu.check_grads(lambda f: warp_ops.resize_flow(f, (7, 3)), (flow,), order=1,
+    jtu.check_grads(jax.jit(lambda f: warp_ops.resize_flow(f, (7, 3))), (flow,), order=1,
                     modes=['rev', 'fwd'], atol=1e-6, rtol=1e-6)
 
 

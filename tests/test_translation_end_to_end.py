@@ -1,5 +1,6 @@
-"""pix2pix and CycleGAN through the launchers on `synthetic_shapes/styles_tiny`: train,
-the task-owned evaluation with the FCN-score judge, predict from a file, bad inputs."""
+"""pix2pix and CycleGAN through the train launcher on `synthetic_shapes/styles_tiny`:
+train, the task-owned evaluation with the FCN-score judge; predict from a file
+(tests/launcher.predict, in-process); bad inputs."""
 import json
 
 import numpy as np
@@ -46,10 +47,8 @@ def test_pix2pix_trains_is_judged_and_translates_a_label_map(tmp_path):
   labels[:40] = (70, 130, 180)
   labels[20:60, 30:70] = (220, 20, 60)
   out = tmp_path / 'translated.png'
-  code, log = launcher.launch('predict', PIX2PIX, f'--workdir={workdir}',
-                              f'--image={_write_png(tmp_path / "labels.png", labels)}',
-                              f'--output={out}', data_dir=data_dir)
-  assert code == 0, log[-3000:]
+  launcher.predict(PIX2PIX, workdir, out, image=_write_png(tmp_path / 'labels.png', labels),
+                   data_dir=data_dir)
   assert Image.open(out).size == (2 * 130 - 2, 128)
 
   config = config_lib.load_config(PIX2PIX, ['data.image_size=(48,48)'])
@@ -75,10 +74,8 @@ def test_cyclegan_trains_unpaired_and_is_judged_both_ways(tmp_path):
 
   photo = np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)
   out = tmp_path / 'a2b2a.png'
-  code, log = launcher.launch('predict', CYCLEGAN, f'--workdir={workdir}',
-                              f'--image={_write_png(tmp_path / "a.png", photo)}',
-                              f'--output={out}', data_dir=data_dir)
-  assert code == 0, log[-3000:]
+  launcher.predict(CYCLEGAN, workdir, out, image=_write_png(tmp_path / 'a.png', photo),
+                   data_dir=data_dir)
   assert Image.open(out).size == (3 * 130 - 2, 128)
 
   config = config_lib.load_config(CYCLEGAN, ['model.generator=vgg'])

@@ -260,8 +260,5 @@ def test_upsnet_trains_evaluates_writes_coco_panoptic_and_predicts(tmp_path):
   image_path = tmp_path / 'in.png'
   Image.fromarray(np.random.default_rng(0).integers(0, 256, (96, 128, 3), np.uint8)).save(
       image_path)
-  code, log = launcher.launch('predict', UPSNET, f'--workdir={workdir}',
-                              f'--image={image_path}', f'--output={tmp_path / "out.png"}',
-                              data_dir=data_dir)
-  assert code == 0, log[-3000:]
+  launcher.predict(UPSNET, workdir, tmp_path / 'out.png', image=image_path, data_dir=data_dir)
   assert Image.open(tmp_path / 'out.png').size == (128 * 3, 96 * 3)

@@ -1,11 +1,13 @@
 """YOLACT pieces: the FPN switches, networks, anchors, targets, losses and inference."""
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests import jitted
 from vision_jax.losses import yolact as losses
 from vision_jax.models import yolact
 from vision_jax.nn import fpn
@@ -27,8 +29,7 @@ def test_yolact_fpn_has_p3_to_p7_with_relu_and_conv_levels():
   feats = {f'C{i}': jnp.ones((2, 128 // 2**i, 64 // 2**i, 4 * i)) for i in range(3, 6)}
   model = fpn.FPN(8, in_levels=('C3', 'C4', 'C5'), extra_levels=2, extra_kind='conv',
                   upsample='bilinear', relu_outputs=True)
-  variables = model.init(KEY, feats)
-  out = model.apply(variables, feats)
+  variables, out = jitted.init_apply(model, KEY, feats)
   assert [o.shape[1:3] for o in out] == [(16, 8), (8, 4), (4, 2), (2, 1), (1, 1)]
   assert all(float(jnp.min(o)) >= 0 for o in out[:3])  # ReLU'd outputs
   assert {'extra0', 'extra1'} <= set(variables['params'])
@@ -49,8 +50,8 @@ def test_outputs_line_up_with_the_anchors(proto_stride):
   config = dataclasses.replace(SMALL, proto_stride=proto_stride)
   model = yolact.Yolact(config)
   images = jnp.zeros((2, 64, 96, 3), jnp.uint8)
-  variables = model.init(KEY, images)
-  out, _ = model.apply(variables, images, train=True, mutable=['batch_stats'])
+  variables, (out, _) = jitted.init_apply(model, KEY, images, train=True,
+                                          mutable=['batch_stats'])
   num = yolact.anchors(config, (64, 96)).shape[0]
   assert num == 3 * (8 * 12 + 4 * 6 + 2 * 3 + 1 * 2 + 1 * 1)
   assert out['class_logits'].shape == (2, num, 4)
@@ -59,7 +60,7 @@ def test_outputs_line_up_with_the_anchors(proto_stride):
   assert float(jnp.max(jnp.abs(out['coefficients']))) <= 1.0
   assert out['prototypes'].shape == (2, 64 // proto_stride, 96 // proto_stride, 8)
   assert out['semantic_logits'].shape == (2, 8, 12, 3)
-  assert 'semantic_logits' not in model.apply(variables, images)  # training only
+  assert 'semantic_logits' not in jax.eval_shape(model.apply, variables, images)  # training only
   # One head for every level: its parameters do not depend on the number of levels.
   head = variables['params']['head']
   assert set(head) == {'upfeature', 'class_logits', 'box_deltas', 'coefficients'}
@@ -161,8 +162,10 @@ def test_mask_loss_is_box_normalised_bce_inside_the_box():
   gt_masks = (rng.uniform(size=(b, g, h, w)) > 0.5).astype(np.float32)
   targets = losses.AnchorTargets(jnp.asarray(labels), jnp.asarray(gt_index),
                                  jnp.zeros((b, a, 4)))
-  got = float(losses.mask_loss(jax.random.key(0), protos, coefs, targets, gt_boxes, gt_masks,
-                               stride=stride, masks_per_image=8))
+  mask_loss = jax.jit(functools.partial(losses.mask_loss, stride=stride),
+                      static_argnames='masks_per_image')
+  got = float(mask_loss(jax.random.key(0), protos, coefs, targets, gt_boxes, gt_masks,
+                        masks_per_image=8))
   want, each = 0.0, []
   for i in (1, 4, 6):
     logits = protos[0] @ coefs[0, i]
@@ -176,8 +179,8 @@ def test_mask_loss_is_box_normalised_bce_inside_the_box():
     want += each[-1]
   np.testing.assert_allclose(got, want, rtol=1e-5)
   # The cap trains on a random positive, which stands for all 3 (the reference's scaling).
-  capped = float(losses.mask_loss(jax.random.key(0), protos, coefs, targets, gt_boxes,
-                                  gt_masks, stride=stride, masks_per_image=1))
+  capped = float(mask_loss(jax.random.key(0), protos, coefs, targets, gt_boxes, gt_masks,
+                           masks_per_image=1))
   assert min(abs(capped - 3 * e) for e in each) < 1e-4 * capped
 
 
@@ -200,13 +203,17 @@ def test_semantic_loss_against_numpy():
 def test_losses_are_finite_without_any_object():
   model = yolact.Yolact(SMALL)
   images = jnp.zeros((2, 64, 64, 3), jnp.uint8)
-  variables = model.init(KEY, images)
-  out, _ = model.apply(variables, images, train=True, mutable=['batch_stats'])
   batch = {'boxes': jnp.zeros((2, 3, 4)), 'classes': jnp.zeros((2, 3), jnp.int32),
            'valid': jnp.zeros((2, 3), bool), 'is_crowd': jnp.zeros((2, 3), bool),
            'masks': jnp.zeros((2, 3, 64, 64), jnp.uint8)}
-  terms, num_positive = losses.yolact_losses(SMALL, yolact.anchors(SMALL, (64, 64)), out,
-                                             batch, jax.random.key(1))
+
+  @jax.jit
+  def init_and_losses(key, images, batch):
+    out, _ = model.apply(model.init(key, images), images, train=True, mutable=['batch_stats'])
+    return losses.yolact_losses(SMALL, yolact.anchors(SMALL, (64, 64)), out, batch,
+                                jax.random.key(1))
+
+  terms, num_positive = init_and_losses(KEY, images, batch)
   assert int(num_positive) == 0
   assert all(np.isfinite(float(v)) for v in terms.values())
   assert float(terms['box']) == 0.0 and float(terms['mask']) == 0.0
@@ -218,8 +225,7 @@ def test_detect_crops_masks_to_their_boxes():
   config = dataclasses.replace(SMALL, score_threshold=0.0)
   model = yolact.Yolact(config)
   images = jax.random.randint(jax.random.key(1), (1, 64, 64, 3), 0, 255).astype(jnp.uint8)
-  variables = model.init(KEY, images)
-  out = jax.jit(lambda v, x: yolact.predict(model, v, x))(variables, images)
+  out = jax.jit(lambda k, x: yolact.predict(model, model.init(k, x), x))(KEY, images)
   assert out['masks'].shape == (1, 10, 64, 64) and out['masks'].dtype == jnp.uint8
   valid = np.asarray(out['valid'][0])
   assert valid.any()

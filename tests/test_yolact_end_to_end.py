@@ -1,5 +1,5 @@
-"""YOLACT and YolactEdge through the launchers: train, evaluate, predict, export; and the
-bad inputs of the video family."""
+"""YOLACT and YolactEdge through the train launcher (train, evaluate), then predict
+(tests/launcher.predict, in-process) and export; and the bad inputs of the video family."""
 import json
 
 import jax
@@ -13,7 +13,6 @@ from vision_jax.tasks import base
 from vision_jax.train import config as config_lib
 from vision_jax.train import export
 from vision_jax.train import loop
-from vision_jax.train import predict
 
 YOLACT = launcher.experiment('yolact_shapes.py', 'tiny')
 EDGE = launcher.experiment('yolact_edge_shapes_video.py', 'tiny')
@@ -48,18 +47,15 @@ def test_yolact_trains_evaluates_predicts_and_exports(tmp_path):
   image_path = tmp_path / 'in.png'
   Image.fromarray(np.random.default_rng(0).integers(0, 256, (96, 128, 3), np.uint8)).save(
       image_path)
-  code, log = launcher.launch('predict', YOLACT, f'--workdir={workdir}',
-                              f'--image={image_path}', f'--output={tmp_path / "out.png"}',
+  # launch.predict's work (tests/launcher.predict), drawn at 3x.
+  expected = launcher.predict(YOLACT, workdir, tmp_path / 'out.png', image=image_path,
                               data_dir=data_dir)
-  assert code == 0, log[-3000:]
   assert Image.open(tmp_path / 'out.png').size == (128 * 3, 96 * 3)
 
   # The exported predict function gives launch.predict's detections and masks.
   config = config_lib.load_config(YOLACT, [f'data.data_dir={data_dir}'])
   manifest = export.export_workdir(config, str(workdir), str(tmp_path / 'exported'))
   assert sorted(manifest['functions']) == ['predict']
-  expected = predict.predict_file(config, str(workdir), str(tmp_path / 'pred.png'),
-                                  image_path=str(image_path))
   batch = base.create_task(config).prediction_batch(
       {'image': single_image.read_image(str(image_path)), 'labels': None})
   exported = jax.export.deserialize((tmp_path / 'exported' / 'predict.jax_exported').read_bytes())
