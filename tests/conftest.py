@@ -21,11 +21,20 @@ call of an end-to-end test) is loaded instead of compiled again. Its key holds t
 program, the devices, the compile options and XLA_FLAGS: a hit is the executable the
 compiler gives for the same input. The directory is made fresh for the session and
 removed at its end; a JAX_COMPILATION_CACHE_DIR already set is used as it is.
+
+Tiers: tests marked `@pytest.mark.extended` are skipped unless pytest gets `--extended`.
+They are the minutes-long runs whose behaviour the default run already covers in another
+form (a second end-to-end training of a family's variant, a whole-model agreement
+check whose parts have unit tests, several processes): the README's test command and
+CI (30 minutes on 2 cores) run without them; `python -m pytest -n 2 tests --extended`
+runs everything.
 """
 import os
 import shutil
 import sys
 import tempfile
+
+import pytest
 
 from vision_jax import xla_flags
 
@@ -66,10 +75,21 @@ def _slow_seconds(item) -> float:
   return sum(mark.kwargs.get('seconds', 60) for mark in item.iter_markers('slow'))
 
 
+def pytest_addoption(parser):
+  parser.addoption('--extended', action='store_true',
+                   help='also run the tests marked `extended` (module doc)')
+
+
 def pytest_collection_modifyitems(config, items):
-  """Files with slow tests first, by their summed `slow` seconds (module doc)."""
-  del config
+  """Files with slow tests first, by their summed `slow` seconds; `extended` tests skipped
+  without --extended (module doc)."""
+  skip_extended = not config.getoption('--extended')
+  skip = pytest.mark.skip(reason='extended tier, left out of the default run (CI time): '
+                          'pytest --extended runs it')
   per_file = {}
   for item in items:
+    if skip_extended and item.get_closest_marker('extended'):
+      item.add_marker(skip)
+      continue  # takes no time
     per_file[item.path] = per_file.get(item.path, 0.0) + _slow_seconds(item)
-  items.sort(key=lambda item: -per_file[item.path])  # stable: file order kept otherwise
+  items.sort(key=lambda item: -per_file.get(item.path, 0.0))  # stable: file order kept otherwise

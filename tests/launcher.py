@@ -43,12 +43,13 @@ def launch(module: str, config: str, *args, data_dir=None, timeout: int = 900,
   return out.returncode, out.stdout + out.stderr
 
 
-def predict(config: str, workdir, output, *, image=None, data_dir=None) -> dict:
-  """`launch.predict --config=config --workdir --image --output` in this process: the
-  call the launcher makes (`predict.predict_file`). Returns its predictions."""
+def predict(config: str, workdir, output, *, image=None, labels=None, data_dir=None) -> dict:
+  """`launch.predict --config=config --workdir --image|--labels --output` in this
+  process: the call the launcher makes (`predict.predict_file`). Returns its predictions."""
   # pylint: disable=g-import-not-at-top
   from vision_jax.train import config as config_lib
   from vision_jax.train import predict as predict_lib
   overrides = [] if data_dir is None else [f'data.data_dir={data_dir}']
   return predict_lib.predict_file(config_lib.load_config(config, overrides), str(workdir),
-                                  str(output), image_path=None if image is None else str(image))
+                                  str(output), image_path=None if image is None else str(image),
+                                labels=labels)

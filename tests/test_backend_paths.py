@@ -323,6 +323,7 @@ def _tiny_losses(model, params, batch_stats, batch, key):
   return loss + head_loss, (terms, proposals, proposal_valid, sample.positive, branch)
 
 
+@pytest.mark.extended  # each kernel pair is compared above; this is the whole-model check
 @pytest.mark.slow(seconds=59)
 def test_tiny_mask_rcnn_loss_and_gradient_agree():
   assert len(rcnn.positive_slot_buckets(TINY)) == 2  # the heads run in a real lax.switch

@@ -52,8 +52,7 @@ def test_an_experiment_without_a_reference_asks_for_no_torchvision_step():
   assert train_step.torchvision_comparison(config, {}, [], steps=1) == {}
 
 
-@pytest.mark.slow(seconds=42)
-def test_mask_rcnn_with_torchvisions_step_on_the_same_batches(tmp_path):
+def _mask_rcnn_with_reference():
   config = config_lib.load_config(os.path.join(ROOT, 'experiments', 'mask_rcnn_shapes.py')
                                   + ':tiny')
   with config.unlocked():
@@ -63,13 +62,23 @@ def test_mask_rcnn_with_torchvisions_step_on_the_same_batches(tmp_path):
         torchvision_kwargs=dict(num_classes=3, rpn_pre_nms_top_n_train=64,
                                 rpn_post_nms_top_n_train=32, rpn_batch_size_per_image=64,
                                 box_batch_size_per_image=16)))
+  return config
+
+
+def test_without_torchvision_the_reference_is_reported_skipped(monkeypatch):
+  monkeypatch.setattr(torchvision_reference, 'import_error', lambda: 'No module named torch')
+  results = train_step.torchvision_comparison(_mask_rcnn_with_reference(), {}, [], steps=1)
+  assert results == {'torchvision_reference': 'skipped: No module named torch'}
+
+
+@pytest.mark.slow(seconds=42)
+def test_mask_rcnn_with_torchvisions_step_on_the_same_batches(tmp_path):
+  if not torchvision_reference.available():  # its absence: the test above
+    pytest.skip('torch / torchvision not installed')
   with _rbg_keys():
-    results = train_step.run_with_reference(config, str(tmp_path), steps=2,
-                                            pipeline_batches=1)
+    results = train_step.run_with_reference(_mask_rcnn_with_reference(), str(tmp_path),
+                                            steps=2, pipeline_batches=1)
   assert results['timed_batches'] == 2 and math.isfinite(results['final_loss'])
-  if not torchvision_reference.available():
-    assert results['torchvision_reference'].startswith('skipped')
-    return
   assert results['torchvision_data'] == 'the given batches'
   assert results['torchvision_distinct_batches'] == 2
   # The same objects on both sides (the timed batches' valid, non-crowd instances).

@@ -127,8 +127,12 @@ def mean_shape_nme(tmp_path_factory):
 
 
 @pytest.mark.slow(seconds=41)
-@pytest.mark.parametrize('variant, steps', [('tiny', 300), ('regression,tiny', 300),
-                                            ('integral,tiny', 120)])
+# The heatmap row runs by default; the regression and integral rows (the same launcher,
+# task and evaluation with another head and loss, each unit-tested) in the extended tier.
+@pytest.mark.parametrize('variant, steps', [
+    ('tiny', 300),
+    pytest.param('regression,tiny', 300, marks=pytest.mark.extended),
+    pytest.param('integral,tiny', 120, marks=pytest.mark.extended)])
 def test_each_row_learns_end_to_end(tmp_path, mean_shape_nme, variant, steps):
   """Learning happened: the NME beats the mean shape's (0.26; untrained models are far
   worse; measured after 300 steps: heatmap 0.16, regression 0.13, integral 0.05, so

@@ -44,6 +44,9 @@ def test_mask_rcnn_trains_evaluates_and_predicts(tmp_path):
   assert Image.open(tmp_path / 'out.png').size == (128 * 3, 96 * 3)
 
 
+# Extended tier (CI time): the keypoint head, loss, decoding and COCO keypoint scoring are
+# unit-tested, and its export in tests/test_export_families.py.
+@pytest.mark.extended
 @pytest.mark.slow(seconds=112)
 def test_keypoint_rcnn_trains_and_evaluates_keypoints(tmp_path):
   workdir = tmp_path / 'work'
@@ -88,6 +91,7 @@ def _write_coco_folder(root, split, num_images, first_id):
       {'images': images, 'annotations': annotations, 'categories': categories}))
 
 
+@pytest.mark.extended  # the folder's reading and scoring: tests/test_data_coco_format.py
 @pytest.mark.slow(seconds=58)
 def test_mask_rcnn_trains_on_a_local_coco_format_folder(tmp_path):
   """Scored against the folder's own json: every annotation, original resolution."""
@@ -128,6 +132,7 @@ def test_coco_config_without_a_folder_names_the_key_to_set(tmp_path):
   assert code == 2 and 'data.coco_root' in log and 'Traceback' not in log
 
 
+@pytest.mark.extended  # the switch over slot buckets is unit-tested (tests/test_ops_switch.py)
 @pytest.mark.slow(seconds=53)
 def test_head_losses_on_the_smallest_slot_bucket_equal_all_slots(tmp_path, monkeypatch):
   import jax  # pylint: disable=g-import-not-at-top

@@ -45,6 +45,7 @@ import pytest
 
 # The project's own modules are imported plainly: if one fails to import, the parity
 # tests fail (only a missing torch / torchvision skips the live ones).
+from tests import jitted
 from vision_jax.models import mask_rcnn  # pylint: disable=g-bad-import-order
 from vision_jax.models import mask_rcnn_torchvision as mt
 from vision_jax.models import rcnn_inference
@@ -352,7 +353,7 @@ def test_checkpoint_file_errors(tmp_path):
 
 def test_init_from_torchvision_whole_model_and_imagenet_backbone():
   config, converted = _fixture_converted()
-  fresh = MaskRCNN(config).init(jax.random.key(3), jnp.zeros((1, 64, 64, 3)))
+  fresh = jitted.init(MaskRCNN(config), jax.random.key(3), jnp.zeros((1, 64, 64, 3)))
   state = _state_dict(_fixture())
   whole = mt.init_from_torchvision(fresh, state, config)
   for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(converted)):

@@ -84,6 +84,8 @@ def _wait(processes):
     assert process.returncode == 0, log[-4000:]
 
 
+# Extended tier: one process of 4 devices is checked by default (tests/test_multidevice.py).
+@pytest.mark.extended
 @pytest.mark.slow(seconds=93)
 def test_two_processes_of_two_devices_equal_one_process_of_four(tmp_path):
   overrides = ['train.steps=4', 'train.checkpoint_every=2', 'train.log_every=2',
