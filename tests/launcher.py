@@ -52,4 +52,4 @@ def predict(config: str, workdir, output, *, image=None, labels=None, data_dir=N
   overrides = [] if data_dir is None else [f'data.data_dir={data_dir}']
   return predict_lib.predict_file(config_lib.load_config(config, overrides), str(workdir),
                                   str(output), image_path=None if image is None else str(image),
-                                labels=labels)
+                                  labels=labels)

@@ -157,8 +157,8 @@ def test_export_round_trip_matches_predict_step(experiment, data_dir, tmp_path):
   config = _config(experiment, data_dir)
   backend.set_kernels(config.get('kernels', 'auto'))  # as launch.export does
   task = base.create_task(config)
-  state = _run(lambda key: task.init_state(key, int(config.train.steps)),
-               jax.random.key(config.seed, impl=_CHEAP_PRNG))
+  state = task.init_state_once(jax.random.key(config.seed, impl=_CHEAP_PRNG),
+                               int(config.train.steps))
 
   out = tmp_path / 'exported'
   # export_workdir's path once it has restored a checkpoint.

@@ -148,7 +148,7 @@ def test_head_losses_on_the_smallest_slot_bucket_equal_all_slots(tmp_path, monke
   # One jit of the init, from an 'rbg' key: op-by-op init and threefry's bit generator
   # compile slowly on XLA:CPU (22 of this test's 58 s; now 5). Other weights give other
   # proposals: the check below that few of them are positive holds for these.
-  state = backend.run_once(lambda key: task.init_state(key, 10), jax.random.key(0, impl='rbg'))
+  state = task.init_state_once(jax.random.key(0, impl='rbg'), 10)
   batch = next(task.train_data(start_batch=0, process_index=0, process_count=1))
 
   def losses_and_grads():  # traced afresh on each call

@@ -13,7 +13,6 @@ from tests import launcher
 from vision_jax.benchmarks import style_transfer as st_benchmark
 from vision_jax.evaluation import style_transfer as st_eval
 from vision_jax.nn import vgg_weights
-from vision_jax.ops import backend
 from vision_jax.tasks import base
 from vision_jax.train import config as config_lib
 from vision_jax.train import state as state_lib
@@ -131,7 +130,7 @@ def test_tiny_trains_beats_its_untrained_net_and_stylises_a_file(tmp_path):
   config = config_lib.load_config(TINY, [f'data.data_dir={data_dir}'])
   task = base.create_task(config)
   init_key = jax.random.split(jax.random.key(config.seed), 3)[0]
-  state = backend.run_once(lambda key: task.init_state(key, 1), init_key)  # as the trainer
+  state = task.init_state_once(init_key, 1)  # as the trainer
   untrained = float(np.mean(task.transform_losses(state.params,
                                                   task.content_images())['total']))
   assert results['style/transform_total_loss'] < MAX_TRAINED_OVER_UNTRAINED * untrained, (

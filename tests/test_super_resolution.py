@@ -10,7 +10,6 @@ from PIL import Image
 import pytest
 
 from tests import launcher
-from vision_jax.ops import backend
 from vision_jax.tasks import base
 from vision_jax.tasks import super_resolution
 from vision_jax.train import checkpoint
@@ -70,7 +69,7 @@ def test_srgan_state_has_no_vgg_and_steps(tmp_path):
   config = config_lib.load_config(SRGAN)
   config.data.data_dir = str(tmp_path / 'tfds')
   task = base.create_task(config)
-  state = backend.run_once(lambda k: task.init_state(k, 10), jax.random.key(0))
+  state = task.init_state_once(jax.random.key(0), 10)
   assert set(state.params) == {'generator', 'discriminator'}
   assert set(state.opt_states) == {'generator', 'discriminator'}
   batch = {'lr': np.full((8, 8, 8, 3), 100, np.uint8),

@@ -54,7 +54,7 @@ def _images(seed, n=2):
 def test_pix2pix_step_updates_each_player_only(data_dir):
   task = _task('pix2pix_shapes.py', data_dir, generator_features=4, generator_max_features=8,
                discriminator_features=4)
-  state = backend.run_once(lambda key: task.init_state(key, 10), KEY)
+  state = task.init_state_once(KEY, 10)
   new, metrics = backend.run_once(
       task.train_step, state, {'input': _images(1), 'target': _images(2)}, STEP_KEY)
   assert np.isfinite([float(v) for v in metrics.values()]).all()
@@ -68,7 +68,7 @@ def test_pix2pix_step_updates_each_player_only(data_dir):
 def test_cyclegan_step_updates_each_player_only_and_fills_the_pools(data_dir):
   task = _task('cyclegan_shapes.py', data_dir, generator_features=4, generator_blocks=1,
                discriminator_features=4)
-  state = backend.run_once(lambda key: task.init_state(key, 10), KEY)
+  state = task.init_state_once(KEY, 10)
   batch = {'a': _images(3, 4), 'b': _images(4, 4)}
   new, metrics = backend.run_once(task.train_step, state, batch, STEP_KEY)
   assert set(metrics) == {'g_loss', 'g_gan', 'g_cycle', 'g_identity', 'd_loss'}

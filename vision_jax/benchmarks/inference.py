@@ -216,8 +216,7 @@ def time_side(task, config, batches: list[dict], *, experiment: str,
   Returns {name: time_function's dict, plus 'task', 'function', 'experiment', 'model'}.
   """
   backend.set_kernels(config.get('kernels', 'auto'))  # read when the functions trace
-  state = backend.run_once(lambda key: task.init_state(key, int(config.train.steps)),
-                           jax.random.key(config.seed))
+  state = task.init_state_once(jax.random.key(config.seed), int(config.train.steps))
   measured = {}
   for name, (fn, make_args) in predict_functions(task).items():
     args = [make_args(state, b) for b in batches]

@@ -42,7 +42,6 @@ from vision_jax.benchmarks import machine
 from vision_jax.benchmarks import threads
 from vision_jax.data import bundled_photos
 from vision_jax.evaluation import style_transfer as st_eval
-from vision_jax.ops import backend
 from vision_jax.tasks import base
 from vision_jax.tasks import style_transfer as st_task
 from vision_jax.train import config as config_lib
@@ -61,8 +60,7 @@ def _state(config, task, workdir: str | None):
       return trainer.restore(), True
     finally:
       trainer.checkpoints.close()
-  state = backend.run_once(lambda key: task.init_state(key, 1), jax.random.key(config.seed))
-  return state, False
+  return task.init_state_once(jax.random.key(config.seed), 1), False
 
 
 def run(config_spec: str = 'experiments/style_transfer.py', overrides: Sequence[str] = (),

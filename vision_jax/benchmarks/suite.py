@@ -119,8 +119,7 @@ def time_predict(task, config, steps: int, state=None) -> dict:
     return {}
   batches, source = predict_batches(task, config, steps + 1)
   if state is None:
-    state = backend.run_once(lambda key: task.init_state(key, int(config.train.steps)),
-                             jax.random.key(config.seed))
+    state = task.init_state_once(jax.random.key(config.seed), int(config.train.steps))
   # The batch placed like the weights (replicated over the trainer's mesh).
   sharding = jax.tree.leaves(state)[0].sharding
   args = [(state, jax.device_put(b, sharding)) for b in batches]

@@ -35,6 +35,7 @@ import jax
 import numpy as np
 
 from vision_jax.evaluation import evaluator as evaluator_lib
+from vision_jax.ops import backend
 
 
 Evaluator = evaluator_lib.Evaluator
@@ -120,6 +121,11 @@ class Task(abc.ABC):
   @abc.abstractmethod
   def init_state(self, rng, total_steps: int) -> Any:
     """A fresh state pytree with a scalar int `step` field (pure; jit-able)."""
+
+  def init_state_once(self, rng, total_steps: int, **jit_kwargs) -> Any:
+    """`init_state` compiled as a program run once (`backend.run_once`: cheaper to
+    compile on XLA:CPU, the same values); `jit_kwargs` (e.g. out_shardings) go to jit."""
+    return backend.run_once(lambda key: self.init_state(key, total_steps), rng, **jit_kwargs)
 
   @abc.abstractmethod
   def train_step(self, state, batch: dict, rng) -> tuple[Any, dict]:

@@ -97,8 +97,8 @@ class Trainer:
 
   def fresh_state(self):
     """The state initialised from `init_key` (compiled by `backend.run_once`: it runs once)."""
-    return backend.run_once(lambda key: self.task.init_state(key, self.total_steps),
-                            self.init_key, out_shardings=self.replicated)
+    return self.task.init_state_once(self.init_key, self.total_steps,
+                                     out_shardings=self.replicated)
 
   def initial_state(self):
     """(state, step): restored from the newest checkpoint, else freshly initialised."""
