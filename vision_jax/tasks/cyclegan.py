@@ -25,7 +25,6 @@ G_ba(G_ab(a)) | b.
 """
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from vision_jax.data import image_pairs
 from vision_jax.losses import gan as gan_losses

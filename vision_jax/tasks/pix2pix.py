@@ -23,7 +23,6 @@ Images are uint8 in the pipeline and [-1, 1] inside the networks.
 """
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from vision_jax.data import image_pairs
 from vision_jax.losses import gan as gan_losses

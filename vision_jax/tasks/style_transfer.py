@@ -59,7 +59,6 @@ from vision_jax.tasks import translation_eval
 from vision_jax.train import config as config_lib
 from vision_jax.train import optim
 from vision_jax.train.state import TrainState
-from vision_jax.viz import grid as grid_lib
 
 OPTIMIZERS = ('model',)
 NETWORK = 'transform'

@@ -12,7 +12,6 @@ default), one optimizer (`optimizers.<name>`), and the detection data / eval fie
 (`vision_jax.tasks.detection_base`).
 """
 import jax
-import jax.numpy as jnp
 
 from vision_jax.losses import yolact as yolact_losses
 from vision_jax.models import yolact
