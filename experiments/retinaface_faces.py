@@ -62,6 +62,7 @@ def get_config(arg=None):
   config.loss = ml_collections.ConfigDict()
   for name, weight in (('class', 1.0), ('box', 0.25), ('points', 0.1), ('mesh', 0.01)):
     config.loss[f'{name}_weight'] = weight
+  config.loss.points_beta = 1.0  # smooth-L1 transition of the point codes (reference: 1)
 
   config.optimizers = ml_collections.ConfigDict()
   config.optimizers.model = ml_collections.ConfigDict(dict(

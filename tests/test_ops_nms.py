@@ -120,3 +120,25 @@ def test_random_parity_with_live_torchvision(threshold):
                                      torch.tensor(classes), threshold).numpy()
   np.testing.assert_array_equal(_kept(ops.batched_nms(boxes, scores, classes, threshold, 300)),
                                 want)
+
+
+def test_vote_is_the_score_weighted_mean_of_overlapping_candidates():
+  kept = np.array([[0, 0, 10, 10], [50, 50, 60, 60], [0, 0, 0, 0]], np.float32)
+  boxes = np.array([[0, 0, 10, 10],     # the first kept box itself
+                    [1, 0, 11, 10],     # IoU 9/11 with it
+                    [5, 0, 15, 10],     # IoU 1/3: does not vote at 0.5
+                    [50, 50, 60, 60],   # the second kept box
+                    [50, 51, 60, 61],   # IoU 0.82, but not valid
+                    ], np.float32)
+  scores = np.array([0.9, 0.3, 0.8, 0.7, 0.9], np.float32)
+  valid = np.array([True, True, True, True, False])
+  values = np.arange(10, dtype=np.float32).reshape(5, 2)  # e.g. one point per box
+  voted = jax.jit(functools.partial(ops.vote, iou_threshold=0.5))(
+      kept, boxes, scores, values, valid=valid)
+  np.testing.assert_allclose(voted[0], (0.9 * values[0] + 0.3 * values[1]) / 1.2, rtol=1e-6)
+  np.testing.assert_allclose(voted[1], values[3], rtol=1e-6)
+  np.testing.assert_array_equal(voted[2], [0, 0])  # an empty slot: nothing overlaps it
+  # Without the validity mask the fifth candidate votes for the second box.
+  unmasked = ops.vote(kept, boxes, scores, values, 0.5)
+  np.testing.assert_allclose(unmasked[1], (0.7 * values[3] + 0.9 * values[4]) / 1.6,
+                             rtol=1e-6)

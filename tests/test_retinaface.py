@@ -113,8 +113,31 @@ def test_losses_vanish_on_perfect_outputs_and_skip_unlabelled_faces():
   assert float(retinaface_losses.retinaface_losses(cfg, anchors, moved, batch)[0]['points']) > 1
 
 
-def test_detect_decodes_boxes_and_points_of_perfect_outputs():
+def test_points_beta_sets_the_smooth_l1_transition_of_the_point_codes():
   cfg = retinaface.RetinaFaceConfig(num_landmarks=2, num_mesh_points=3, **SMALL)
+  anchors = retinaface.anchors(cfg, (128, 128))
+  batch = _scene()
+  outputs, _ = _perfect_outputs(cfg, anchors, batch)
+  shifted = dict(outputs, landmarks=outputs['landmarks'] + 0.2, mesh=outputs['mesh'] + 0.2)
+
+  def points_loss(beta):
+    losses, stats = retinaface_losses.retinaface_losses(cfg, anchors, shifted, batch,
+                                                        points_beta=beta)
+    return float(losses['points']), float(losses['mesh']), float(stats['labelled_positives'])
+
+  # Every labelled point's code is 0.2 off in x and y: per point 2 x 0.5 x 0.2^2 / beta in
+  # the quadratic part (beta 1), 2 x 0.2 as plain L1 (beta 0); / N_pts, times 2 points.
+  quadratic, l1 = points_loss(1.0), points_loss(0.0)
+  np.testing.assert_allclose(quadratic[0], 2 * 2 * 0.5 * 0.04, rtol=1e-4)
+  np.testing.assert_allclose(l1[0], 2 * 2 * 0.2, rtol=1e-4)
+  np.testing.assert_allclose(l1[1], 3 * 2 * 0.2, rtol=1e-4)
+  assert points_loss(0.1)[0] == pytest.approx(l1[0] - 2 * 2 * 0.05, rel=1e-4)
+
+
+@pytest.mark.parametrize('point_vote_iou', [0.0, 0.5])
+def test_detect_decodes_boxes_and_points_of_perfect_outputs(point_vote_iou):
+  cfg = retinaface.RetinaFaceConfig(num_landmarks=2, num_mesh_points=3,
+                                    point_vote_iou=point_vote_iou, **SMALL)
   anchors = retinaface.anchors(cfg, (128, 128))
   batch = _scene()
   outputs, _ = _perfect_outputs(cfg, anchors, batch)
@@ -181,6 +204,12 @@ def test_landmark_config_on_a_dataset_without_matching_keypoints_is_named(tmp_pa
   config = _config('tiny', f'data.data_dir={tmp_path}', 'data.dataset=synthetic_shapes/tiny')
   with pytest.raises(config_lib.ConfigError, match=r'5 landmarks \+ 68 mesh points = 73 '
                                                    r'keypoints .* synthetic_shapes/tiny has'):
+    tasks_base.create_task(config)
+
+
+def test_negative_points_beta_is_named(tmp_path):
+  config = _config('tiny', f'data.data_dir={tmp_path}', 'loss.points_beta=-1.0')
+  with pytest.raises(config_lib.ConfigError, match='points_beta=-1.0'):
     tasks_base.create_task(config)
 
 

@@ -9,7 +9,11 @@ N_pts = positives whose matched face has labelled landmarks:
           hardest by background loss), / N.
   box     smooth-L1 (beta 1) of the coded box deltas on positives, / N.
   points  smooth-L1 of the coded 5 landmarks ((p - anchor centre) / (0.1 anchor size)),
-          on labelled points of positives, summed over coordinates, / N_pts.
+          on labelled points of positives, summed over coordinates, / N_pts. Its
+          transition `points_beta` is 1 code unit as in the reference: a tenth of the
+          anchor's side, so 4-10 pixels on anchors of 40-100 and every sub-pixel error
+          sits in the quadratic part, whose gradient vanishes with the error; a smaller
+          beta (0: plain L1) keeps pulling sub-pixel errors in.
   mesh    the same for the dense mesh points, / N_pts.
 A face's landmarks are labelled when any of its L points has visibility > 0 (WIDER
 FACE's unlabelled faces have none); occluded points (visibility 1) count, as RetinaFace
@@ -29,13 +33,14 @@ LOSS_NAMES = ('class', 'box', 'points', 'mesh')
 DEFAULT_WEIGHTS = {'class': 1.0, 'box': 0.25, 'points': 0.1, 'mesh': 0.01}
 
 
-def _point_loss(predicted, targets, weights):
-  """Summed smooth-L1 of [B, N, K, 2] codes on [B, N, K] weights."""
-  per = jnp.sum(regression.smooth_l1(predicted, targets, beta=1.0), axis=-1)
+def _point_loss(predicted, targets, weights, beta):
+  """Summed smooth-L1 (transition `beta`) of [B, N, K, 2] codes on [B, N, K] weights."""
+  per = jnp.sum(regression.smooth_l1(predicted, targets, beta=beta), axis=-1)
   return jnp.sum(per * weights)
 
 
-def retinaface_losses(config, anchors, outputs: dict, batch: dict) -> tuple[dict, dict]:
+def retinaface_losses(config, anchors, outputs: dict, batch: dict, *,
+                      points_beta: float = 1.0) -> tuple[dict, dict]:
   """The four loss terms (unweighted) and statistics of one batch.
 
   Args:
@@ -45,6 +50,7 @@ def retinaface_losses(config, anchors, outputs: dict, batch: dict) -> tuple[dict
     batch: the detection contract: boxes [B, G, 4], classes [B, G], valid [B, G],
       is_crowd [B, G], and keypoints [B, G, L + M, 3] (landmarks first, then the mesh)
       when the model has point branches.
+    points_beta: smooth-L1 transition of the point and mesh codes (module doc).
 
   Returns:
     ({'class', 'box', 'points', 'mesh'} scalars, {'positives', 'labelled_positives'}).
@@ -79,7 +85,8 @@ def retinaface_losses(config, anchors, outputs: dict, batch: dict) -> tuple[dict
       codes = box_ops.encode_points(part[..., :2], anchors[None],
                                      weight=config.point_weight)
       weights = (part[..., 2] > 0) & labelled[..., None]
-      losses[name] = _point_loss(outputs[key], codes, weights.astype(jnp.float32)) / (
+      losses[name] = _point_loss(outputs[key], codes, weights.astype(jnp.float32),
+                                 points_beta) / (
           num_labelled)
   else:
     losses['points'] = losses['mesh'] = jnp.zeros((), jnp.float32)

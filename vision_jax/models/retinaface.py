@@ -66,6 +66,10 @@ class RetinaFaceConfig:
       below, ignored in between; every face also gets its best anchor).
     negatives_per_positive: OHEM ratio.
     pre_nms_top_k, score_threshold, nms_threshold, detections_per_image: inference.
+    point_vote_iou: > 0: each detected face's landmarks and mesh are the score-weighted
+      mean of those decoded from every pre-NMS candidate above the score threshold that
+      overlaps its box at this IoU (`ops.suppression.vote`); 0: the kept anchor's own
+      (the reference). Boxes and scores are unchanged either way.
     dtype: compute dtype name.
   """
   num_landmarks: int = 5
@@ -86,6 +90,7 @@ class RetinaFaceConfig:
   score_threshold: float = 0.02
   nms_threshold: float = 0.4
   detections_per_image: int = 50
+  point_vote_iou: float = 0.0
   dtype: str = 'float32'
 
   def __post_init__(self):
@@ -99,6 +104,9 @@ class RetinaFaceConfig:
     if len({len(sizes) for sizes in self.anchor_sizes}) != 1:
       raise ValueError(f'every level needs the same number of anchors, got '
                        f'{self.anchor_sizes}')
+    if not 0 <= self.point_vote_iou <= 1:
+      raise ValueError(f'point_vote_iou is an IoU in [0, 1] (0: no voting), got '
+                       f'{self.point_vote_iou}')
     if not 0 < self.negative_iou <= self.positive_iou:
       raise ValueError(f'need 0 < negative_iou <= positive_iou, got {self.negative_iou}, '
                        f'{self.positive_iou}')
@@ -222,8 +230,15 @@ def detect(config: RetinaFaceConfig, outputs: dict, image_size: Sequence[int],
       'classes': jnp.zeros_like(index),
       'valid': valid,
   }
+  vote = jax.vmap(functools.partial(suppression.vote,
+                                    iou_threshold=config.point_vote_iou))
   for key in ('landmarks', 'mesh'):
-    codes = jnp.take_along_axis(outputs[key], index[..., None, None], axis=1)
-    points = box_ops.decode_points(codes, det_anchors, config.point_weight)
+    if config.point_vote_iou > 0:
+      codes = jnp.take_along_axis(outputs[key], top[..., None, None], axis=1)
+      candidates = box_ops.decode_points(codes, level_anchors[top], config.point_weight)
+      points = vote(result['boxes'], top_boxes, top_scores, candidates, valid=keep)
+    else:
+      codes = jnp.take_along_axis(outputs[key], index[..., None, None], axis=1)
+      points = box_ops.decode_points(codes, det_anchors, config.point_weight)
     result[key] = jnp.where(valid[..., None, None], points, 0.0)
   return result

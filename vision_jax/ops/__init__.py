@@ -46,6 +46,7 @@ from vision_jax.ops.suppression import nms
 from vision_jax.ops.suppression import NmsResult
 from vision_jax.ops.suppression import soft_nms
 from vision_jax.ops.suppression import SoftNmsResult
+from vision_jax.ops.suppression import vote
 from vision_jax.ops.pooling import assign_fpn_levels
 from vision_jax.ops.pooling import multilevel_roi_align
 from vision_jax.ops.pooling import roi_align

@@ -5,6 +5,8 @@
   where torchvision's order is unspecified).
 * `fast_nms`: YOLACT's matrix Fast NMS, per class.
 * `soft_nms`: Soft-NMS (Bodla et al. 2017), linear or gaussian score decay.
+* `vote`: after NMS, each kept box's values (its box, its landmarks) replaced by the
+  score-weighted mean over the candidates overlapping it (box voting).
 
 All return fixed-size index arrays plus a validity mask, work under jit, and take a
 leading batch axis through `jax.vmap`. Boxes are (x1, y1, x2, y2); IoU as `box_iou`.
@@ -350,3 +352,32 @@ def soft_nms(boxes: jax.Array, scores: jax.Array, max_output_size: int, *,
           jnp.zeros((max_output_size,), bool))
   _, _, indices, out_scores, out_valid = jax.lax.fori_loop(0, max_output_size, step, init)
   return SoftNmsResult(indices, out_scores, out_valid)
+
+
+def vote(kept_boxes: jax.Array, boxes: jax.Array, scores: jax.Array, values: jax.Array,
+         iou_threshold: float, *, valid: Optional[jax.Array] = None) -> jax.Array:
+  """Voting after NMS (Gidaris & Komodakis 2015's box voting, for any per-box values):
+  each kept box's value is the score-weighted mean of the values of every candidate
+  that overlaps it at IoU >= iou_threshold (the kept box itself among them).
+
+  Args:
+    kept_boxes: [D, 4] boxes kept by NMS (x1, y1, x2, y2).
+    boxes: [M, 4] the candidates NMS chose from.
+    scores: [M] their scores (the weights; >= 0).
+    values: [M, ...] what each candidate predicts (boxes, decoded landmarks, ...).
+    iou_threshold: the overlap that lets a candidate vote.
+    valid: [M] bool, candidates allowed to vote (e.g. above the score threshold); None:
+      all.
+
+  Returns:
+    [D, ...] float32: the voted values. A kept box no valid candidate overlaps (a padded
+    slot) gets zeros.
+  """
+  iou = box_ops.box_iou(jnp.asarray(kept_boxes, jnp.float32), jnp.asarray(boxes, jnp.float32))
+  weights = jnp.where(iou >= iou_threshold, jnp.asarray(scores, jnp.float32)[None], 0.0)
+  if valid is not None:
+    weights = jnp.where(valid[None], weights, 0.0)
+  total = jnp.sum(weights, axis=1, keepdims=True)
+  weights = weights / jnp.where(total > 0, total, 1.0)
+  flat = jnp.asarray(values, jnp.float32).reshape(values.shape[0], -1)
+  return (weights @ flat).reshape((kept_boxes.shape[0],) + values.shape[1:])

@@ -9,7 +9,8 @@ overall and per size bin, NME of the 5 points and of the mesh on matched faces).
 Data: the detection contract. Its keypoints are the landmarks followed by the mesh
 points (synthetic_faces: 5 + 68 = 73); a dataset without keypoints (wider_face) trains
 the box-only model (`model.num_landmarks = model.num_mesh_points = 0`). Config: `model`
-(every `RetinaFaceConfig` field), `loss` (`<term>_weight` for class, box, points, mesh),
+(every `RetinaFaceConfig` field), `loss` (`<term>_weight` for class, box, points, mesh;
+`points_beta`, the smooth-L1 transition of the point and mesh codes, 1 by default),
 one optimizer, and the detection data / eval fields (`tasks.detection_base`);
 `eval.size_bins` = (hard_max, easy_min) height fractions of the bins.
 """
@@ -26,6 +27,13 @@ from vision_jax.viz import draw
 class RetinaFaceTask(detection_base.DetectionTask):
 
   def __init__(self, config):
+    # The loss settings first: a bad one fails before any data is read.
+    self.loss_weights = detection_base.loss_weights(
+        config, retinaface_losses.DEFAULT_WEIGHTS, other_keys=('points_beta',))
+    self.points_beta = float(config.get('loss', {}).get('points_beta', 1.0))
+    if self.points_beta < 0:
+      raise config_lib.ConfigError(f'config.loss.points_beta={self.points_beta}: the '
+                                   'smooth-L1 transition is >= 0 (0: plain L1)')
     super().__init__(config)
     try:
       self.model_config = retinaface.from_config_dict(config.model)
@@ -43,15 +51,13 @@ class RetinaFaceTask(detection_base.DetectionTask):
           'model.num_mesh_points to match (0 and 0 for a dataset without landmarks)')
     self.model = retinaface.RetinaFace(cfg)
     self.anchors = retinaface.anchors(cfg, self.image_size)
-    self.loss_weights = detection_base.loss_weights(config,
-                                                    retinaface_losses.DEFAULT_WEIGHTS)
 
   def losses(self, params, model_state, batch):
     """(weighted total, (metrics, batch-norm updates)) of one batch."""
     outputs, updates = self.model.apply({'params': params, **model_state}, batch['image'],
                                         train=True, mutable=['batch_stats'])
-    terms, stats = retinaface_losses.retinaface_losses(self.model_config, self.anchors,
-                                                       outputs, batch)
+    terms, stats = retinaface_losses.retinaface_losses(
+        self.model_config, self.anchors, outputs, batch, points_beta=self.points_beta)
     loss = sum(self.loss_weights[name] * value for name, value in terms.items())
     b = batch['image'].shape[0]
     metrics = {'loss': loss, **{f'{name}_loss': value for name, value in terms.items()},
