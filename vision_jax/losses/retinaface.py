@@ -85,9 +85,8 @@ def retinaface_losses(config, anchors, outputs: dict, batch: dict, *,
       codes = box_ops.encode_points(part[..., :2], anchors[None],
                                      weight=config.point_weight)
       weights = (part[..., 2] > 0) & labelled[..., None]
-      losses[name] = _point_loss(outputs[key], codes, weights.astype(jnp.float32),
-                                 points_beta) / (
-          num_labelled)
+      total = _point_loss(outputs[key], codes, weights.astype(jnp.float32), points_beta)
+      losses[name] = total / num_labelled
   else:
     losses['points'] = losses['mesh'] = jnp.zeros((), jnp.float32)
   return losses, stats

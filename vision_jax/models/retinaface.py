@@ -230,13 +230,13 @@ def detect(config: RetinaFaceConfig, outputs: dict, image_size: Sequence[int],
       'classes': jnp.zeros_like(index),
       'valid': valid,
   }
-  vote = jax.vmap(functools.partial(suppression.vote,
-                                    iou_threshold=config.point_vote_iou))
   for key in ('landmarks', 'mesh'):
     if config.point_vote_iou > 0:
       codes = jnp.take_along_axis(outputs[key], top[..., None, None], axis=1)
       candidates = box_ops.decode_points(codes, level_anchors[top], config.point_weight)
-      points = vote(result['boxes'], top_boxes, top_scores, candidates, valid=keep)
+      points = jax.vmap(functools.partial(suppression.vote,
+                                          iou_threshold=config.point_vote_iou))(
+          result['boxes'], top_boxes, top_scores, candidates, valid=keep)
     else:
       codes = jnp.take_along_axis(outputs[key], index[..., None, None], axis=1)
       points = box_ops.decode_points(codes, det_anchors, config.point_weight)
