@@ -31,6 +31,7 @@ from vision_jax.ops import boxes as box_ops
 
 LOSS_NAMES = ('class', 'box', 'points', 'mesh')
 DEFAULT_WEIGHTS = {'class': 1.0, 'box': 0.25, 'points': 0.1, 'mesh': 0.01}
+DEFAULT_POINTS_BETA = 1.0  # the reference's smooth-L1 transition (module doc)
 
 
 def _point_loss(predicted, targets, weights, beta):
@@ -40,7 +41,7 @@ def _point_loss(predicted, targets, weights, beta):
 
 
 def retinaface_losses(config, anchors, outputs: dict, batch: dict, *,
-                      points_beta: float = 1.0) -> tuple[dict, dict]:
+                      points_beta: float = DEFAULT_POINTS_BETA) -> tuple[dict, dict]:
   """The four loss terms (unweighted) and statistics of one batch.
 
   Args:

@@ -222,7 +222,6 @@ def detect(config: RetinaFaceConfig, outputs: dict, image_size: Sequence[int],
       max_output_size=config.detections_per_image))(top_boxes, top_scores, valid=keep)
   index = jnp.take_along_axis(top, kept.indices, axis=1)  # [B, D] anchor indices
   valid = kept.valid
-  det_anchors = level_anchors[index]
   result = {
       'boxes': jnp.where(valid[..., None], jnp.take_along_axis(boxes, index[..., None], 1),
                          0.0),
@@ -239,6 +238,6 @@ def detect(config: RetinaFaceConfig, outputs: dict, image_size: Sequence[int],
           result['boxes'], top_boxes, top_scores, candidates, valid=keep)
     else:
       codes = jnp.take_along_axis(outputs[key], index[..., None, None], axis=1)
-      points = box_ops.decode_points(codes, det_anchors, config.point_weight)
+      points = box_ops.decode_points(codes, level_anchors[index], config.point_weight)
     result[key] = jnp.where(valid[..., None, None], points, 0.0)
   return result

@@ -30,7 +30,8 @@ class RetinaFaceTask(detection_base.DetectionTask):
     # The loss settings first: a bad one fails before any data is read.
     self.loss_weights = detection_base.loss_weights(
         config, retinaface_losses.DEFAULT_WEIGHTS, other_keys=('points_beta',))
-    self.points_beta = float(config.get('loss', {}).get('points_beta', 1.0))
+    self.points_beta = float(config.get('loss', {}).get(
+        'points_beta', retinaface_losses.DEFAULT_POINTS_BETA))
     if self.points_beta < 0:
       raise config_lib.ConfigError(f'config.loss.points_beta={self.points_beta}: the '
                                    'smooth-L1 transition is >= 0 (0: plain L1)')
